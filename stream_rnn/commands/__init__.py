@@ -1,0 +1,1 @@
+"""Subcommands of the ``stream-rnn`` command line, one module each."""
