@@ -1,0 +1,15 @@
+"""River estimators around the compiled recurrent cells.
+
+Each estimator keeps per-entity hidden state (pass ``key=`` to ``learn_one`` and
+``predict_one``/``score_one``/``forecast``; ``None`` is one global sequence) over shared
+weights, and learns with truncated BPTT.
+"""
+
+from __future__ import annotations
+
+from stream_rnn.models.anomaly import RNNAnomalyDetector
+from stream_rnn.models.classifier import RNNClassifier
+from stream_rnn.models.forecaster import RNNForecaster
+from stream_rnn.models.regressor import RNNRegressor
+
+__all__ = ["RNNAnomalyDetector", "RNNClassifier", "RNNForecaster", "RNNRegressor"]

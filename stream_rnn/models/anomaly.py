@@ -1,0 +1,218 @@
+"""``RNNAnomalyDetector``: surprise of each reading under the entity's own forecast."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable
+from typing import Any
+
+import numpy as np
+from river import base
+
+from stream_rnn.cells.scaling import gaussian_surprise, location_scale, prepare_autoregressive
+from stream_rnn.models.base import RNNBase
+
+__all__ = ["RNNAnomalyDetector"]
+
+
+class RNNAnomalyDetector(RNNBase, base.AnomalyDetector):
+    """Score each reading by how far it falls from the entity's forecast of it.
+
+    For every key (a sensor), the network reads the key's previous reading and forecasts
+    the current one as a Gaussian per feature (mean and log-variance heads). The score is
+    the mean squared standardized residual ``mean_k ((x_k - mu_k) / sigma_k)^2``: about 1
+    for a reading the model expected, large for a surprise. Readings are standardized per
+    key with running statistics, so sensors in different units share one set of weights.
+
+    ``score_one`` changes nothing; ``learn_one`` moves the key's state and statistics and
+    learns. A key's first reading scores 0 (there is nothing to forecast it from).
+
+    Parameters
+    ----------
+    cell, hidden_size, num_layers, window, update_every, optimizer, lr, clip_norm, seed
+        As for :class:`~stream_rnn.models.RNNRegressor`.
+    scale_memory
+        Readings after which the per-key statistics become an exponential average (so a
+        drifting sensor is rescaled); ``0`` keeps them cumulative.
+    clip
+        Standardized inputs and targets are clipped to ``[-clip, clip]``.
+    activation, weight_decay, dropout, max_keys, input_size, dtype
+        As for :class:`~stream_rnn.models.RNNRegressor`.
+
+    Examples
+    --------
+    >>> import math
+    >>> from stream_rnn.models import RNNAnomalyDetector
+    >>> detector = RNNAnomalyDetector(hidden_size=8, window=8, seed=3)
+    >>> scores = []
+    >>> for t in range(2000):
+    ...     x = {"temp": 20 + 5 * math.sin(t / 10) + (15 if t == 1900 else 0)}
+    ...     scores.append(detector.score_one(x))
+    ...     detector.learn_one(x)
+    >>> typical = sorted(scores[1500:1899])[len(scores[1500:1899]) // 2]
+    >>> print(f"spike {scores[1900]:.0f} vs typical {typical:.1f}")
+    spike ... vs typical ...
+    >>> scores[1900] > 50 * typical
+    True
+    """
+
+    def __init__(
+        self,
+        cell: str = "lstm",
+        hidden_size: int = 32,
+        num_layers: int = 1,
+        window: int = 16,
+        update_every: int = 1,
+        optimizer: str = "adam",
+        lr: float = 0.005,
+        clip_norm: float | None = 1.0,
+        seed: int = 0,
+        scale_memory: int = 10_000,
+        clip: float = 10.0,
+        activation: str = "tanh",
+        weight_decay: float = 0.0,
+        dropout: float = 0.0,
+        max_keys: int | None = 10_000,
+        input_size: int | None = None,
+        dtype: str = "float32",
+    ) -> None:
+        self._init_common(
+            cell=cell, hidden_size=hidden_size, num_layers=num_layers, window=window,
+            update_every=update_every, optimizer=optimizer, lr=lr, clip_norm=clip_norm,
+            seed=seed, activation=activation, weight_decay=weight_decay, dropout=dropout,
+            max_keys=max_keys, input_size=input_size, dtype=dtype,
+        )
+        self.scale_memory = scale_memory
+        self.clip = clip
+
+    @property
+    def _loss(self) -> str:
+        return "gaussian"
+
+    def _target_size(self) -> int:
+        return self._n_inputs
+
+    def _extra_rows_for(self) -> dict[str, tuple[tuple[int, ...], Any]]:
+        D = self._n_inputs
+        return {
+            "scale_mean": ((D,), np.float64),
+            "scale_var": ((D,), np.float64),
+            "scale_count": ((), np.int64),
+            "last": ((D,), np.float64),
+        }
+
+    @classmethod
+    def _unit_test_params(cls):
+        yield {"hidden_size": 4, "window": 4, "update_every": 2}
+        yield {"cell": "elman", "hidden_size": 3, "input_size": 40}
+
+    def _ensure_built(self, x: dict) -> None:
+        if self._net is None:
+            self._build(list(x))
+            D = self._n_inputs
+            dt = self._net.dtype
+            self._x = np.zeros((1, D), dtype=np.float64)
+            self._U = np.zeros((1, D), dtype=dt)
+            self._Y = np.zeros((1, D), dtype=dt)
+            self._valid = np.zeros(1, dtype=np.bool_)
+            self._out = np.zeros(2 * D, dtype=dt)
+            self._z = np.zeros((1, D), dtype=np.float64)
+            self._slot1 = np.zeros(1, dtype=np.int64)
+            self._reset1 = np.zeros(1, dtype=np.bool_)
+
+    def _prepare(self, slot: int, reset: bool, commit: bool) -> bool:
+        """Scaled (previous, current) readings of one key into ``_U``/``_Y``; with
+        ``commit`` also fold the reading into the key's statistics. Returns validity."""
+        arrays = self._store.arrays
+        self._slot1[0] = slot
+        self._reset1[0] = reset
+        if commit:
+            mean, var, count, last = (arrays["scale_mean"], arrays["scale_var"],
+                                      arrays["scale_count"], arrays["last"])
+        else:
+            # Scoring must not move the statistics: work on copies of this key's row.
+            mean = arrays["scale_mean"][slot : slot + 1].copy()
+            var = arrays["scale_var"][slot : slot + 1].copy()
+            count = arrays["scale_count"][slot : slot + 1].copy()
+            last = arrays["last"][slot : slot + 1].copy()
+            self._slot1[0] = 0
+        prepare_autoregressive(self._slot1, self._reset1, self._x, mean, var, count, last,
+                               self.clip, self.scale_memory, self._U, self._Y, self._valid)
+        return bool(self._valid[0])
+
+    def score_one(self, x: dict, key: Hashable | None = None, **kwargs: Any) -> float:
+        if self._net is None:
+            return 0.0
+        self._vectorize(x, self._x[0], learning=False)
+        slot = self._store.get(self._key(key))
+        if slot < 0 or not self._prepare(slot, reset=False, commit=False):
+            return 0.0
+        self._net.predict(self._store.arrays, slot, self._U[0], self._out)
+        gaussian_surprise(self._out[None, :], self._Y, self._z)
+        return float(np.mean(self._z[0] ** 2))
+
+    def forecast_one(self, key: Hashable | None = None) -> dict[Hashable, tuple[float, float]]:
+        """The key's forecast of its next reading: feature -> ``(mean, std)`` in the
+        reading's own units; empty before the key's first reading."""
+        if self._net is None:
+            return {}
+        slot = self._store.get(self._key(key))
+        arrays = self._store.arrays
+        if slot < 0 or arrays["scale_count"][slot] == 0:
+            return {}
+        self._x[0] = arrays["last"][slot]
+        self._prepare(slot, reset=False, commit=False)
+        self._net.predict(arrays, slot, self._U[0], self._out)
+        D = self._n_inputs
+        result = {}
+        for name, k in self._features.items():
+            loc, scale = location_scale(arrays["scale_mean"], arrays["scale_var"],
+                                        arrays["scale_count"], slot, k)
+            logvar = min(max(float(self._out[D + k]), -12.0), 12.0)
+            result[name] = (float(self._out[k]) * scale + loc, math.exp(0.5 * logvar) * scale)
+        return result
+
+    def learn_one(self, x: dict, key: Hashable | None = None, **kwargs: Any) -> None:
+        self._ensure_built(x)
+        self._vectorize(x, self._x[0], learning=True)
+        slot, is_new = self._store.slot_for(self._key(key))
+        if is_new:
+            self._store.clear(slot)
+        if self._prepare(slot, reset=False, commit=True):
+            self._net.learn(self._store.arrays, slot, self._U[0], self._Y[0], self._out)
+
+    def score_learn_many(self, X: np.ndarray, keys: list[Hashable] | None = None
+                         ) -> np.ndarray:
+        """Batch path: score each row, then learn from it, in two compiled calls.
+
+        ``X`` is ``(N, input_size)`` raw readings in feature-slot order (see
+        ``feature_names``), ``keys`` one key per row (``None``: the global sequence).
+        Identical to ``score_one`` then ``learn_one`` row by row. Returns the scores.
+        """
+        if self._net is None:
+            raise RuntimeError("learn at least one event with learn_one to fix the features")
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        D = self._n_inputs
+        if X.ndim != 2 or X.shape[1] != D:
+            raise ValueError(f"X must be (N, {D}), got {X.shape}")
+        bad = ~np.isfinite(X)
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            raise ValueError(f"feature {self.feature_names[col]!r} is not finite in row {row}")
+        n = X.shape[0]
+        keys = [None] * n if keys is None else keys
+        slots, resets = self._assign_slots(keys)
+        arrays = self._store.arrays
+        dt = self._net.dtype
+        U = np.empty((n, D), dtype=dt)
+        Y = np.empty((n, D), dtype=dt)
+        valid = np.empty(n, dtype=np.bool_)
+        prepare_autoregressive(slots, resets, X, arrays["scale_mean"], arrays["scale_var"],
+                               arrays["scale_count"], arrays["last"], self.clip,
+                               self.scale_memory, U, Y, valid)
+        outs, _, _ = self._net.run_batch(arrays, slots, resets, U, Y, valid)
+        z = np.empty((n, D), dtype=np.float64)
+        gaussian_surprise(outs, Y, z)
+        scores = np.mean(z**2, axis=1)
+        scores[~valid] = 0.0
+        return scores

@@ -1,0 +1,235 @@
+"""What every recurrent estimator shares: the constructor vocabulary, feature slots,
+input checks, and the keyed store of per-entity state around one shared ``Network``.
+
+Estimators build their network lazily, on the first event they learn from, because that
+event fixes the feature slots. Until then they predict a neutral value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+import numpy as np
+
+from stream_rnn.cells.network import Network
+from stream_rnn.state.store import KeyedState
+
+__all__ = ["RNNBase", "GLOBAL_KEY"]
+
+#: The key used when ``key=None``: one global sequence, as River's checks expect.
+GLOBAL_KEY = "__global__"
+
+COMMON_PARAMS = (
+    "cell",
+    "hidden_size",
+    "num_layers",
+    "window",
+    "update_every",
+    "optimizer",
+    "lr",
+    "clip_norm",
+    "seed",
+    "activation",
+    "weight_decay",
+    "dropout",
+    "max_keys",
+    "input_size",
+    "dtype",
+)
+
+
+class RNNBase:
+    """Mixin holding the shared machinery; concrete estimators also derive from River bases.
+
+    Subclasses call :meth:`_build` with the feature names of their first learned event,
+    and implement ``_target_size`` and ``_loss``.
+    """
+
+    def _init_common(self, **params: Any) -> None:
+        for name, value in params.items():
+            setattr(self, name, value)
+        self._net: Network | None = None
+        self._store: KeyedState | None = None
+        self._features: dict[Hashable, int] = {}
+        self._n_inputs = 0
+
+    # ------------------------------------------------------------- subclass hooks
+
+    @property
+    def _loss(self) -> str:
+        raise NotImplementedError
+
+    def _target_size(self) -> int:
+        raise NotImplementedError
+
+    def _network_inputs(self) -> int:
+        """Inputs of the network given the fixed feature slots (subclasses may add lags)."""
+        return self._n_inputs
+
+    # ------------------------------------------------------------- building
+
+    @property
+    def _is_stochastic(self) -> bool:
+        return True
+
+    def _validate_common(self) -> None:
+        if self.max_keys is not None and self.max_keys < 1:
+            raise ValueError(f"max_keys must be >= 1 or None, got {self.max_keys!r}")
+        if self.input_size is not None and self.input_size < 1:
+            raise ValueError(f"input_size must be >= 1 or None, got {self.input_size!r}")
+
+    def _build(self, feature_names: list[Hashable]) -> None:
+        self._validate_common()
+        names = sorted(feature_names, key=str)
+        if self.input_size is not None and len(names) > self.input_size:
+            raise ValueError(
+                f"the first event has {len(names)} features but input_size={self.input_size}"
+            )
+        self._features = {name: i for i, name in enumerate(names)}
+        self._n_inputs = len(names) if self.input_size is None else int(self.input_size)
+        self._net = Network(
+            cell=self.cell,
+            input_size=max(1, self._network_inputs()),
+            hidden_size=self.hidden_size,
+            num_layers=self.num_layers,
+            target_size=self._target_size(),
+            loss=self._loss,
+            activation=self.activation,
+            window=self.window,
+            update_every=self.update_every,
+            optimizer=self.optimizer,
+            lr=self.lr,
+            clip_norm=self.clip_norm,
+            weight_decay=self.weight_decay,
+            dropout=self.dropout,
+            seed=self.seed,
+            dtype=self.dtype,
+        )
+        templates = dict(self._net.keyed_arrays(1))
+        for name, (shape, dtype) in self._extra_rows_for().items():
+            templates[name] = np.zeros((1, *shape), dtype=dtype)
+        max_keys = 1_000_000 if self.max_keys is None else int(self.max_keys)
+        self._store = KeyedState(templates, max_keys=max_keys)
+
+    def _extra_rows_for(self) -> dict[str, tuple[tuple[int, ...], Any]]:
+        return {}
+
+    # ------------------------------------------------------------- features
+
+    def _vectorize(self, x: Mapping[Hashable, Any], out: np.ndarray, learning: bool) -> None:
+        """Fill ``out`` from the dict ``x`` by feature slot; missing features read 0.
+
+        Raises ValueError naming the feature for a non-numeric, NaN or infinite value, and
+        for a feature the model has no slot for (when ``input_size`` leaves spare slots, a
+        learned event gives a new feature the next free slot; a prediction ignores it).
+        Nothing is mutated before every value has been checked.
+        """
+        out[:] = 0.0
+        new: list[Hashable] = []
+        for name, value in x.items():
+            v = _as_finite_float(name, value)
+            idx = self._features.get(name)
+            if idx is None:
+                if len(self._features) + len(new) >= self._n_inputs:
+                    raise ValueError(
+                        f"feature {name!r} was not in the first event and the model has no "
+                        f"free input slot (input_size={self._n_inputs}); pass a larger "
+                        "input_size to let features appear later"
+                    )
+                if learning:
+                    new.append(name)
+                    idx = len(self._features) + len(new) - 1
+                else:
+                    continue
+            out[idx] = v
+        for name in new:
+            self._features[name] = len(self._features)
+
+    # ------------------------------------------------------------- keys
+
+    @staticmethod
+    def _key(key: Hashable | None) -> Hashable:
+        return GLOBAL_KEY if key is None else key
+
+    def _slot_for_learning(self, key: Hashable | None) -> int:
+        assert self._store is not None
+        slot, is_new = self._store.slot_for(self._key(key))
+        if is_new:
+            self._store.clear(slot)
+        return slot
+
+    def _assign_slots(self, keys: list[Hashable | None]) -> tuple[np.ndarray, np.ndarray]:
+        """Slots for a batch's keys in arrival order, and which events take a slot afresh
+        (the kernels clear those rows at that event, since a slot can change hands within
+        one batch)."""
+        assert self._store is not None
+        slots = np.empty(len(keys), dtype=np.int64)
+        resets = np.zeros(len(keys), dtype=bool)
+        for i, key in enumerate(keys):
+            slots[i], resets[i] = self._store.slot_for(self._key(key))
+        return slots, resets
+
+    @property
+    def feature_names(self) -> list[Hashable]:
+        """Features in input-slot order (the column order the batch methods take)."""
+        return sorted(self._features, key=self._features.__getitem__)
+
+    @property
+    def n_keys(self) -> int:
+        """Entities currently holding state."""
+        return 0 if self._store is None else len(self._store)
+
+    @property
+    def n_evictions(self) -> int:
+        """Entities evicted to keep at most ``max_keys``."""
+        return 0 if self._store is None else self._store.evictions
+
+    @property
+    def bytes_per_key(self) -> int:
+        """Bytes of array state one entity costs (0 before the first event)."""
+        return 0 if self._store is None else self._store.bytes_per_key()
+
+    @property
+    def n_updates(self) -> int:
+        """Weight updates applied so far."""
+        return 0 if self._net is None else self._net.n_updates
+
+    @property
+    def n_skipped_updates(self) -> int:
+        """Updates skipped because a gradient or weight turned non-finite."""
+        return 0 if self._net is None else self._net.n_skipped
+
+    @property
+    def last_loss(self) -> float:
+        """Training loss of the most recent update (NaN before any)."""
+        return float("nan") if self._net is None or self.n_updates == 0 else float(
+            self._net.stats[0]
+        )
+
+    @property
+    def last_grad_norm(self) -> float:
+        """Global gradient norm of the most recent update (NaN before any)."""
+        return float("nan") if self._net is None or self.n_updates == 0 else float(
+            self._net.stats[1]
+        )
+
+    def forget(self, key: Hashable | None = None) -> bool:
+        """Drop one entity's state; returns whether it had any."""
+        return False if self._store is None else self._store.remove(self._key(key))
+
+
+def _as_finite_float(name: Hashable, value: Any) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"feature {name!r} is not numeric: {value!r}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"feature {name!r} is not finite: {v!r}")
+    return v
+
+
+def check_target(y: Any, name: str = "target") -> float:
+    """``y`` as a finite float, or a ValueError naming it."""
+    return _as_finite_float(name, y)
