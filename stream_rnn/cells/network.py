@@ -180,6 +180,18 @@ class Network:
 
     # ------------------------------------------------------------- bookkeeping
 
+    def __getstate__(self) -> dict:
+        # Workspace and gradient buffer are scratch: rebuilt on load, never persisted.
+        state = self.__dict__.copy()
+        state.pop("_workspace", None)
+        state.pop("grad", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.grad = np.zeros_like(self.theta)
+        self._workspace = self._make_workspace(self.window)
+
     def _make_workspace(self, steps: int) -> tuple[np.ndarray, ...]:
         lay = self.layout
         L, H, SW = lay.num_layers, lay.hidden_size, lay.state_width

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -109,23 +110,27 @@ class RNNAnomalyDetector(RNNBase, base.AnomalyDetector):
     def _ensure_built(self, x: dict) -> None:
         if self._net is None:
             self._build(list(x))
-            D = self._n_inputs
-            dt = self._net.dtype
-            self._x = np.zeros((1, D), dtype=np.float64)
-            self._U = np.zeros((1, D), dtype=dt)
-            self._Y = np.zeros((1, D), dtype=dt)
-            self._valid = np.zeros(1, dtype=np.bool_)
-            self._out = np.zeros(2 * D, dtype=dt)
-            self._z = np.zeros((1, D), dtype=np.float64)
-            self._slot1 = np.zeros(1, dtype=np.int64)
-            self._reset1 = np.zeros(1, dtype=np.bool_)
+            self._make_buffers()
+
+    def _make_buffers(self) -> None:
+        buf = self._buf = SimpleNamespace()
+        D = self._n_inputs
+        dt = self._net.dtype
+        buf.x = np.zeros((1, D), dtype=np.float64)
+        buf.U = np.zeros((1, D), dtype=dt)
+        buf.Y = np.zeros((1, D), dtype=dt)
+        buf.valid = np.zeros(1, dtype=np.bool_)
+        buf.out = np.zeros(2 * D, dtype=dt)
+        buf.z = np.zeros((1, D), dtype=np.float64)
+        buf.slot1 = np.zeros(1, dtype=np.int64)
+        buf.reset1 = np.zeros(1, dtype=np.bool_)
 
     def _prepare(self, slot: int, reset: bool, commit: bool) -> bool:
         """Scaled (previous, current) readings of one key into ``_U``/``_Y``; with
         ``commit`` also fold the reading into the key's statistics. Returns validity."""
         arrays = self._store.arrays
-        self._slot1[0] = slot
-        self._reset1[0] = reset
+        self._buf.slot1[0] = slot
+        self._buf.reset1[0] = reset
         if commit:
             mean, var, count, last = (arrays["scale_mean"], arrays["scale_var"],
                                       arrays["scale_count"], arrays["last"])
@@ -135,21 +140,21 @@ class RNNAnomalyDetector(RNNBase, base.AnomalyDetector):
             var = arrays["scale_var"][slot : slot + 1].copy()
             count = arrays["scale_count"][slot : slot + 1].copy()
             last = arrays["last"][slot : slot + 1].copy()
-            self._slot1[0] = 0
-        prepare_autoregressive(self._slot1, self._reset1, self._x, mean, var, count, last,
-                               self.clip, self.scale_memory, self._U, self._Y, self._valid)
-        return bool(self._valid[0])
+            self._buf.slot1[0] = 0
+        prepare_autoregressive(self._buf.slot1, self._buf.reset1, self._buf.x, mean, var, count, last,
+                               self.clip, self.scale_memory, self._buf.U, self._buf.Y, self._buf.valid)
+        return bool(self._buf.valid[0])
 
     def score_one(self, x: dict, key: Hashable | None = None, **kwargs: Any) -> float:
         if self._net is None:
             return 0.0
-        self._vectorize(x, self._x[0], learning=False)
+        self._vectorize(x, self._buf.x[0], learning=False)
         slot = self._store.get(self._key(key))
         if slot < 0 or not self._prepare(slot, reset=False, commit=False):
             return 0.0
-        self._net.predict(self._store.arrays, slot, self._U[0], self._out)
-        gaussian_surprise(self._out[None, :], self._Y, self._z)
-        return float(np.mean(self._z[0] ** 2))
+        self._net.predict(self._store.arrays, slot, self._buf.U[0], self._buf.out)
+        gaussian_surprise(self._buf.out[None, :], self._buf.Y, self._buf.z)
+        return float(np.mean(self._buf.z[0] ** 2))
 
     def forecast_one(self, key: Hashable | None = None) -> dict[Hashable, tuple[float, float]]:
         """The key's forecast of its next reading: feature -> ``(mean, std)`` in the
@@ -160,26 +165,26 @@ class RNNAnomalyDetector(RNNBase, base.AnomalyDetector):
         arrays = self._store.arrays
         if slot < 0 or arrays["scale_count"][slot] == 0:
             return {}
-        self._x[0] = arrays["last"][slot]
+        self._buf.x[0] = arrays["last"][slot]
         self._prepare(slot, reset=False, commit=False)
-        self._net.predict(arrays, slot, self._U[0], self._out)
+        self._net.predict(arrays, slot, self._buf.U[0], self._buf.out)
         D = self._n_inputs
         result = {}
         for name, k in self._features.items():
             loc, scale = location_scale(arrays["scale_mean"], arrays["scale_var"],
                                         arrays["scale_count"], slot, k)
-            logvar = min(max(float(self._out[D + k]), -12.0), 12.0)
-            result[name] = (float(self._out[k]) * scale + loc, math.exp(0.5 * logvar) * scale)
+            logvar = min(max(float(self._buf.out[D + k]), -12.0), 12.0)
+            result[name] = (float(self._buf.out[k]) * scale + loc, math.exp(0.5 * logvar) * scale)
         return result
 
     def learn_one(self, x: dict, key: Hashable | None = None, **kwargs: Any) -> None:
         self._ensure_built(x)
-        self._vectorize(x, self._x[0], learning=True)
+        self._vectorize(x, self._buf.x[0], learning=True)
         slot, is_new = self._store.slot_for(self._key(key))
         if is_new:
             self._store.clear(slot)
         if self._prepare(slot, reset=False, commit=True):
-            self._net.learn(self._store.arrays, slot, self._U[0], self._Y[0], self._out)
+            self._net.learn(self._store.arrays, slot, self._buf.U[0], self._buf.Y[0], self._buf.out)
 
     def score_learn_many(self, X: np.ndarray, keys: list[Hashable] | None = None
                          ) -> np.ndarray:

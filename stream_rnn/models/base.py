@@ -55,6 +55,21 @@ class RNNBase:
         self._features: dict[Hashable, int] = {}
         self._n_inputs = 0
 
+    def _make_buffers(self) -> None:
+        """Scratch arrays reused across calls; subclasses fill ``self._buf``."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Scratch buffers are rebuilt on load: a pickle holds model state only, and two
+        # models in the same state pickle identically whatever they last computed.
+        state = self.__dict__.copy()
+        state.pop("_buf", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self._net is not None:
+            self._make_buffers()
+
     # ------------------------------------------------------------- subclass hooks
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -108,10 +109,14 @@ class RNNClassifier(RNNBase, base.Classifier):
     def _ensure_built(self, x: dict) -> None:
         if self._net is None:
             self._build(list(x))
-            dt = self._net.dtype
-            self._u = np.zeros(self._net.layout.input_size, dtype=dt)
-            self._y = np.zeros(1, dtype=dt)
-            self._out = np.zeros(1, dtype=dt)
+            self._make_buffers()
+
+    def _make_buffers(self) -> None:
+        buf = self._buf = SimpleNamespace()
+        dt = self._net.dtype
+        buf.u = np.zeros(self._net.layout.input_size, dtype=dt)
+        buf.y = np.zeros(1, dtype=dt)
+        buf.out = np.zeros(1, dtype=dt)
 
     def learn_one(self, x: dict, y: base.typing.ClfTarget, key: Hashable | None = None,
                   **kwargs: Any) -> None:
@@ -121,32 +126,32 @@ class RNNClassifier(RNNBase, base.Classifier):
         target = self._target_of(y)
         try:
             self._ensure_built(x)
-            self._vectorize(x, self._u, learning=True)
+            self._vectorize(x, self._buf.u, learning=True)
         except ValueError:
             self._labels = labels_before
             raise
-        self._y[0] = target
+        self._buf.y[0] = target
         slot = self._slot_for_learning(key)
-        self._net.learn(self._store.arrays, slot, self._u, self._y, self._out)
+        self._net.learn(self._store.arrays, slot, self._buf.u, self._buf.y, self._buf.out)
 
     def predict_proba_one(self, x: dict, key: Hashable | None = None,
                           **kwargs: Any) -> dict[Any, float]:
-        if self._net is None or not self._labels:
-            return {}
-        self._vectorize(x, self._u, learning=False)
-        slot = self._store.get(self._key(key))
-        self._net.predict(self._store.arrays, slot, self._u, self._out)
-        logit = float(self._out[0])
-        p = 1.0 / (1.0 + math.exp(-logit)) if logit >= 0 else math.exp(logit) / (
-            1.0 + math.exp(logit))
+        p = 0.5
+        if self._net is not None:
+            self._vectorize(x, self._buf.u, learning=False)
+            slot = self._store.get(self._key(key))
+            self._net.predict(self._store.arrays, slot, self._buf.u, self._buf.out)
+            logit = float(self._buf.out[0])
+            p = 1.0 / (1.0 + math.exp(-logit)) if logit >= 0 else math.exp(logit) / (
+                1.0 + math.exp(logit))
+        if all(label in (0, 1) for label in self._labels):
+            # Bool-like labels (River's binary convention) or none yet: False/True.
+            return {False: 1.0 - p, True: p}
         positive = self._positive()
         if positive is None:
             return {self._labels[0]: 1.0 - p}
-        negatives = [label for label in self._labels if label != positive]
-        proba = {positive: p}
-        proba[negatives[0] if negatives else (not positive if isinstance(positive, bool)
-                                              else 0)] = 1.0 - p
-        return proba
+        negative = next(label for label in self._labels if label != positive)
+        return {negative: 1.0 - p, positive: p}
 
     def predict_proba_learn_many(self, X: np.ndarray, y: np.ndarray,
                                  keys: list[Hashable] | None = None) -> np.ndarray:

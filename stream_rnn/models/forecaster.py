@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -104,35 +105,39 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
     def _ensure_built(self, x: dict | None) -> None:
         if self._net is None:
             self._build(list(x or {}))
-            dt = self._net.dtype
-            self._x = np.zeros(self._n_inputs, dtype=np.float64)
-            self._yraw = np.zeros((1, 1), dtype=np.float64)
-            self._U1 = np.zeros((1, 1), dtype=dt)
-            self._Y1 = np.zeros((1, 1), dtype=dt)
-            self._u = np.zeros(1 + self._n_inputs, dtype=dt)
-            self._valid = np.zeros(1, dtype=np.bool_)
-            self._slot1 = np.zeros(1, dtype=np.int64)
-            self._reset1 = np.zeros(1, dtype=np.bool_)
-            self._out = np.zeros(1, dtype=dt)
+            self._make_buffers()
+
+    def _make_buffers(self) -> None:
+        buf = self._buf = SimpleNamespace()
+        dt = self._net.dtype
+        buf.x = np.zeros(self._n_inputs, dtype=np.float64)
+        buf.yraw = np.zeros((1, 1), dtype=np.float64)
+        buf.U1 = np.zeros((1, 1), dtype=dt)
+        buf.Y1 = np.zeros((1, 1), dtype=dt)
+        buf.u = np.zeros(1 + self._n_inputs, dtype=dt)
+        buf.valid = np.zeros(1, dtype=np.bool_)
+        buf.slot1 = np.zeros(1, dtype=np.int64)
+        buf.reset1 = np.zeros(1, dtype=np.bool_)
+        buf.out = np.zeros(1, dtype=dt)
 
     def learn_one(self, y: float, x: dict | None = None, key: Hashable | None = None,
                   **kwargs: Any) -> None:
         y_value = check_target(y, "y")
         self._ensure_built(x)
-        self._vectorize(x or {}, self._x, learning=True)
+        self._vectorize(x or {}, self._buf.x, learning=True)
         slot, is_new = self._store.slot_for(self._key(key))
         if is_new:
             self._store.clear(slot)
         arrays = self._store.arrays
-        self._slot1[0] = slot
-        self._yraw[0, 0] = y_value
-        prepare_autoregressive(self._slot1, self._reset1, self._yraw, arrays["scale_mean"],
+        self._buf.slot1[0] = slot
+        self._buf.yraw[0, 0] = y_value
+        prepare_autoregressive(self._buf.slot1, self._buf.reset1, self._buf.yraw, arrays["scale_mean"],
                                arrays["scale_var"], arrays["scale_count"], arrays["last"],
-                               self.clip, self.scale_memory, self._U1, self._Y1, self._valid)
-        if self._valid[0]:
-            self._u[0] = self._U1[0, 0]
-            self._u[1:] = self._x
-            self._net.learn(arrays, slot, self._u, self._Y1[0], self._out)
+                               self.clip, self.scale_memory, self._buf.U1, self._buf.Y1, self._buf.valid)
+        if self._buf.valid[0]:
+            self._buf.u[0] = self._buf.U1[0, 0]
+            self._buf.u[1:] = self._buf.x
+            self._net.learn(arrays, slot, self._buf.u, self._buf.Y1[0], self._buf.out)
 
     def forecast(self, horizon: int, xs: list[dict] | None = None,
                  key: Hashable | None = None) -> list[float]:

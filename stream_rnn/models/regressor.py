@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -124,35 +125,39 @@ class RNNRegressor(RNNBase, base.Regressor):
     def _ensure_built(self, x: dict) -> None:
         if self._net is None:
             self._build(list(x))
-            dt = self._net.dtype
-            self._u = np.zeros(self._net.layout.input_size, dtype=dt)
-            self._y = np.zeros((1, 1), dtype=np.float64)
-            self._y_scaled = np.zeros((1, 1), dtype=dt)
-            self._loc = np.zeros((1, 1))
-            self._scale = np.ones((1, 1))
-            self._out = np.zeros(self._net.layout.output_size, dtype=dt)
+            self._make_buffers()
+
+    def _make_buffers(self) -> None:
+        buf = self._buf = SimpleNamespace()
+        dt = self._net.dtype
+        buf.u = np.zeros(self._net.layout.input_size, dtype=dt)
+        buf.y = np.zeros((1, 1), dtype=np.float64)
+        buf.y_scaled = np.zeros((1, 1), dtype=dt)
+        buf.loc = np.zeros((1, 1))
+        buf.scale = np.ones((1, 1))
+        buf.out = np.zeros(self._net.layout.output_size, dtype=dt)
 
     def learn_one(self, x: dict, y: base.typing.RegTarget, key: Hashable | None = None,
                   **kwargs: Any) -> None:
         y_value = check_target(y)
         self._ensure_built(x)
-        self._vectorize(x, self._u, learning=True)
-        self._y[0, 0] = y_value
+        self._vectorize(x, self._buf.u, learning=True)
+        self._buf.y[0, 0] = y_value
         if self.scale_target:
-            scale_targets(self._y_mean, self._y_var, self._y_count, self._y, 10.0, 100_000,
-                          self._y_scaled, self._loc, self._scale)
+            scale_targets(self._y_mean, self._y_var, self._y_count, self._buf.y, 10.0, 100_000,
+                          self._buf.y_scaled, self._buf.loc, self._buf.scale)
         else:
-            self._y_scaled[0, 0] = y_value
+            self._buf.y_scaled[0, 0] = y_value
         slot = self._slot_for_learning(key)
-        self._net.learn(self._store.arrays, slot, self._u, self._y_scaled[0], self._out)
+        self._net.learn(self._store.arrays, slot, self._buf.u, self._buf.y_scaled[0], self._buf.out)
 
     def predict_one(self, x: dict, key: Hashable | None = None, **kwargs: Any) -> float:
         if self._net is None:
             return 0.0
-        self._vectorize(x, self._u, learning=False)
+        self._vectorize(x, self._buf.u, learning=False)
         slot = self._store.get(self._key(key))
-        self._net.predict(self._store.arrays, slot, self._u, self._out)
-        return self._unscale(float(self._out[0]))
+        self._net.predict(self._store.arrays, slot, self._buf.u, self._buf.out)
+        return self._unscale(float(self._buf.out[0]))
 
     def _unscale(self, value: float) -> float:
         if not self.scale_target:
