@@ -230,6 +230,69 @@ class RNNBase:
             self._net.stats[1]
         )
 
+    # ------------------------------------------------------------- state export
+
+    def export_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Everything needed to resume this model: JSON-able metadata and plain arrays.
+
+        Constructor parameters, feature slots, weights, optimizer moments and counters,
+        the dropout stream, and every key's rows (in recency order) are included; scratch
+        buffers are not. :meth:`from_state` rebuilds an identical model.
+        """
+        meta: dict[str, Any] = {
+            "class": type(self).__name__,
+            "params": self._get_params(),
+            "features": None,
+            "attrs": {},
+        }
+        arrays: dict[str, np.ndarray] = {}
+        skip = {"_net", "_store", "_buf", "_features", "_n_inputs"} | set(meta["params"])
+        for name, value in self.__dict__.items():
+            if name in skip:
+                continue
+            if isinstance(value, np.ndarray):
+                arrays[f"attr/{name}"] = value
+            else:
+                meta["attrs"][name] = value
+        if self._net is not None:
+            meta["features"] = [[name, slot] for name, slot in self._features.items()]
+            for name in ("theta", "opt", "counters", "rng", "stats"):
+                arrays[f"net/{name}"] = getattr(self._net, name)
+            keys, rows = self._store.export()
+            meta["keys"] = keys
+            meta["evictions"] = self._store.evictions
+            for name, rows_array in rows.items():
+                arrays[f"store/{name}"] = rows_array
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> RNNBase:
+        """Rebuild a model exported by :meth:`export_state`."""
+        if meta.get("class") != cls.__name__:
+            raise ValueError(f"state is for {meta.get('class')!r}, not {cls.__name__}")
+        model = cls(**meta["params"])
+        for name, value in meta["attrs"].items():
+            setattr(model, name, value)
+        for key, value in arrays.items():
+            if key.startswith("attr/"):
+                setattr(model, key[5:], np.array(value))
+        if meta["features"] is not None:
+            features = {name: int(slot) for name, slot in meta["features"]}
+            model._build(sorted(features, key=features.__getitem__))
+            model._features = features
+            for name in ("theta", "opt", "counters", "rng", "stats"):
+                target = getattr(model._net, name)
+                source = arrays[f"net/{name}"]
+                if source.shape != target.shape:
+                    raise ValueError(f"net/{name} has shape {source.shape}, "
+                                     f"expected {target.shape}")
+                target[...] = source
+            rows = {key[6:]: value for key, value in arrays.items() if key.startswith("store/")}
+            model._store.load(list(meta["keys"]), rows)
+            model._store.evictions = int(meta["evictions"])
+            model._make_buffers()
+        return model
+
     def forget(self, key: Hashable | None = None) -> bool:
         """Drop one entity's state; returns whether it had any."""
         return False if self._store is None else self._store.remove(self._key(key))
