@@ -16,7 +16,9 @@ from collections.abc import Sequence
 __all__ = ["main", "build_parser"]
 
 COMMAND_MODULES = (
+    "stream_rnn.commands.bench",
     "stream_rnn.commands.demo",
+    "stream_rnn.commands.forecast_eval",
     "stream_rnn.commands.nab_score",
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable
 from types import SimpleNamespace
 from typing import Any
@@ -15,6 +16,26 @@ from stream_rnn.models.base import RNNBase, check_target
 __all__ = ["RNNForecaster"]
 
 
+def _difference_coefficients(diff: int, season: int, seasonal_diff: int) -> np.ndarray:
+    """Coefficients ``c`` of the differencing ``(1 - B)^diff (1 - B^season)^seasonal_diff``.
+
+    The differenced series is ``w_t = sum_j c[j] z_{t-j}`` (``c[0] = 1``).
+
+    Examples
+    --------
+    >>> _difference_coefficients(1, 4, 1).tolist()
+    [1.0, -1.0, 0.0, 0.0, -1.0, 1.0]
+    """
+    c = np.ones(1)
+    for _ in range(diff):
+        c = np.convolve(c, [1.0, -1.0])
+    seasonal = np.zeros(season + 1)
+    seasonal[0], seasonal[-1] = 1.0, -1.0
+    for _ in range(seasonal_diff):
+        c = np.convolve(c, seasonal)
+    return c
+
+
 class RNNForecaster(RNNBase, time_series.base.Forecaster):
     """Forecast the next values of a series (per key) from its past and optional features.
 
@@ -22,6 +43,16 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
     statistics) and the current exogenous features, and predicts the current value.
     ``forecast`` rolls the network forward from the key's state, feeding each forecast back
     as the next step's previous value.
+
+    A trending or seasonal series can be modelled through a transform, as ARIMA does: with
+    ``log`` the model works on ``z = log(y)``; ``diff`` and ``seasonal_diff`` then make it
+    learn ``w = (1 - B)^diff (1 - B^season)^seasonal_diff z`` (``B`` shifts back one step),
+    and forecasts of ``w`` are integrated back into values of ``y``. A network that outputs
+    its running mean then forecasts the naive (``diff=1``) or seasonal-naive-with-drift
+    (``seasonal_diff=1``) value, so learning only has to find the corrections to it. The
+    network also reads ``seasonal_lags`` past values ``w_{t-season}, w_{t-2 season}, ...``,
+    which a short backpropagation ``window`` could not otherwise reach. The defaults leave
+    the series as it is.
 
     Parameters
     ----------
@@ -35,6 +66,22 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
     activation, weight_decay, dropout, max_keys, input_size, dtype
         As for :class:`~stream_rnn.models.RNNRegressor`; ``input_size`` counts exogenous
         features only.
+    log
+        Model ``log(y)`` (every ``y`` must then be positive): a multiplicative trend or
+        seasonality becomes additive.
+    diff
+        Order of ordinary differencing (``d`` in ARIMA).
+    season
+        Seasonal period, in steps (``m``); needed by ``seasonal_diff`` and ``seasonal_lags``.
+    seasonal_diff
+        Order of seasonal differencing (``D`` in SARIMA).
+    seasonal_lags
+        Past values of the (differenced) series one, two, ... seasons back fed as extra
+        inputs. Until a key has that much history they read as its running mean.
+    level_input
+        Also feed the previous undifferenced value ``z`` (standardized with its own running
+        statistics), so that a model of changes can still see how far the series is from
+        its usual level, for instance to learn that a sudden drop recovers.
 
     Examples
     --------
@@ -48,6 +95,18 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
     >>> mae = sum(abs(f - y) for f, y in zip(forecast, series[1188:])) / 12
     >>> print(f"12-step MAE {mae:.2f}")
     12-step MAE 0.0...
+
+    A growing seasonal series, learned on logs after removing last season's value:
+
+    >>> model = RNNForecaster(hidden_size=8, lr=0.01, log=True, season=12, seasonal_diff=1,
+    ...                       seed=2)
+    >>> series = [100 * 1.01 ** t * (1.2 + math.sin(2 * math.pi * t / 12)) for t in range(240)]
+    >>> for y in series[:228]:
+    ...     model.learn_one(y)
+    >>> forecast = model.forecast(horizon=12)
+    >>> mape = sum(abs(f / y - 1) for f, y in zip(forecast, series[228:])) / 12
+    >>> print(f"12-step MAPE {mape:.2f}")
+    12-step MAPE 0.0...
     """
 
     def __init__(
@@ -69,6 +128,12 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
         max_keys: int | None = 10_000,
         input_size: int | None = None,
         dtype: str = "float32",
+        log: bool = False,
+        diff: int = 0,
+        season: int = 0,
+        seasonal_diff: int = 0,
+        seasonal_lags: int = 0,
+        level_input: bool = False,
     ) -> None:
         self._init_common(
             cell=cell, hidden_size=hidden_size, num_layers=num_layers, window=window,
@@ -78,6 +143,13 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
         )
         self.scale_memory = scale_memory
         self.clip = clip
+        self.log = log
+        self.diff = diff
+        self.season = season
+        self.seasonal_diff = seasonal_diff
+        self.seasonal_lags = seasonal_lags
+        self.level_input = level_input
+        self._coef = np.ones(1)
 
     @property
     def _loss(self) -> str:
@@ -86,24 +158,52 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
     def _target_size(self) -> int:
         return 1
 
+    @property
+    def _dims(self) -> int:
+        """Values scaled per key: ``w``, and ``z`` itself when it is an input too."""
+        return 2 if self.level_input else 1
+
     def _network_inputs(self) -> int:
-        return 1 + self._n_inputs
+        return self._dims + self.seasonal_lags + self._n_inputs
+
+    @property
+    def _history_size(self) -> int:
+        """Past values of ``z`` a key keeps.
+
+        Enough to difference the current value and the values ``seasonal_lags`` seasons back.
+        """
+        return self._coef.size - 1 + self.seasonal_lags * self.season
 
     def _extra_rows_for(self) -> dict[str, tuple[tuple[int, ...], Any]]:
         return {
-            "scale_mean": ((1,), np.float64),
-            "scale_var": ((1,), np.float64),
+            "scale_mean": ((self._dims,), np.float64),
+            "scale_var": ((self._dims,), np.float64),
             "scale_count": ((), np.int64),
-            "last": ((1,), np.float64),
+            "last": ((self._dims,), np.float64),
+            # Most recent first; at least one column so that every row has a shape.
+            "history": ((max(1, self._history_size),), np.float64),
+            "history_len": ((), np.int64),
         }
+
+    def _validate_transform(self) -> None:
+        for name in ("diff", "season", "seasonal_diff", "seasonal_lags"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | np.integer) and value >= 0):
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if (self.seasonal_diff or self.seasonal_lags) and self.season < 1:
+            raise ValueError("seasonal_diff and seasonal_lags need a season >= 1")
 
     @classmethod
     def _unit_test_params(cls):
         yield {"hidden_size": 4, "window": 4, "update_every": 2}
         yield {"cell": "gru", "hidden_size": 3}
+        yield {"hidden_size": 4, "window": 4, "diff": 1, "season": 3, "seasonal_diff": 1,
+               "seasonal_lags": 1}
 
     def _ensure_built(self, x: dict | None) -> None:
         if self._net is None:
+            self._validate_transform()
+            self._coef = _difference_coefficients(self.diff, self.season, self.seasonal_diff)
             self._build(list(x or {}))
             self._make_buffers()
 
@@ -111,36 +211,77 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
         buf = self._buf = SimpleNamespace()
         dt = self._net.dtype
         buf.x = np.zeros(self._n_inputs, dtype=np.float64)
-        buf.yraw = np.zeros((1, 1), dtype=np.float64)
-        buf.U1 = np.zeros((1, 1), dtype=dt)
-        buf.Y1 = np.zeros((1, 1), dtype=dt)
-        buf.u = np.zeros(1 + self._n_inputs, dtype=dt)
+        buf.yraw = np.zeros((1, self._dims), dtype=np.float64)
+        buf.U1 = np.zeros((1, self._dims), dtype=dt)
+        buf.Y1 = np.zeros((1, self._dims), dtype=dt)
+        buf.u = np.zeros(self._network_inputs(), dtype=dt)
         buf.valid = np.zeros(1, dtype=np.bool_)
         buf.slot1 = np.zeros(1, dtype=np.int64)
         buf.reset1 = np.zeros(1, dtype=np.bool_)
         buf.out = np.zeros(1, dtype=dt)
 
+    def _lagged(self, zs: np.ndarray, n: int, lag: int) -> float:
+        """``w`` at ``lag`` steps before the value about to arrive (NaN if out of reach).
+
+        ``zs`` holds past values of ``z``, most recent first, ``n`` of them valid.
+        """
+        k = self._coef.size - 1
+        if n < lag + k:
+            return math.nan
+        return float(self._coef @ zs[lag - 1 : lag + k])
+
+    def _seasonal_inputs(self, zs: np.ndarray, n: int, loc: float, scale: float,
+                         out: np.ndarray) -> None:
+        for i in range(self.seasonal_lags):
+            w = self._lagged(zs, n, (i + 1) * self.season)
+            # A lag the key has not lived long enough to have reads as the running mean.
+            out[i] = 0.0 if math.isnan(w) else min(max((w - loc) / scale, -self.clip), self.clip)
+
     def learn_one(self, y: float, x: dict | None = None, key: Hashable | None = None,
                   **kwargs: Any) -> None:
+        """Learn the next value ``y`` of ``key``'s series, with its features ``x``."""
         y_value = check_target(y, "y")
+        if self.log and not y_value > 0:
+            raise ValueError(f"y must be positive with log=True, got {y_value!r}")
         self._ensure_built(x)
         self._vectorize(x or {}, self._buf.x, learning=True)
         slot, is_new = self._store.slot_for(self._key(key))
         if is_new:
             self._store.clear(slot)
         arrays = self._store.arrays
-        self._buf.slot1[0] = slot
-        self._buf.yraw[0, 0] = y_value
-        prepare_autoregressive(self._buf.slot1, self._buf.reset1, self._buf.yraw, arrays["scale_mean"],
-                               arrays["scale_var"], arrays["scale_count"], arrays["last"],
-                               self.clip, self.scale_memory, self._buf.U1, self._buf.Y1, self._buf.valid)
-        if self._buf.valid[0]:
-            self._buf.u[0] = self._buf.U1[0, 0]
-            self._buf.u[1:] = self._buf.x
-            self._net.learn(arrays, slot, self._buf.u, self._buf.Y1[0], self._buf.out)
+        z = math.log(y_value) if self.log else y_value
+        history = arrays["history"][slot]
+        n_history = int(arrays["history_len"][slot])
+        k = self._coef.size - 1
+        if n_history >= k:
+            # The value the network models: z differenced with the history before it.
+            w = z + float(self._coef[1:] @ history[:k])
+            buf = self._buf
+            dims, n_lags = self._dims, self.seasonal_lags
+            if n_lags:
+                loc, scale = location_scale(arrays["scale_mean"], arrays["scale_var"],
+                                            arrays["scale_count"], slot, 0)
+                self._seasonal_inputs(history, n_history, loc, scale, buf.u[dims : dims + n_lags])
+            buf.slot1[0] = slot
+            buf.yraw[0, 0] = w
+            if dims == 2:
+                buf.yraw[0, 1] = z
+            # Inputs are the previous w (and z), targets the current ones; only w is learned.
+            prepare_autoregressive(buf.slot1, buf.reset1, buf.yraw, arrays["scale_mean"],
+                                   arrays["scale_var"], arrays["scale_count"], arrays["last"],
+                                   self.clip, self.scale_memory, buf.U1, buf.Y1, buf.valid)
+            if buf.valid[0]:
+                buf.u[:dims] = buf.U1[0]
+                buf.u[dims + n_lags :] = buf.x
+                self._net.learn(arrays, slot, buf.u, buf.Y1[0, :1], buf.out)
+        if self._history_size:
+            history[1:] = history[:-1]
+            history[0] = z
+            arrays["history_len"][slot] = min(n_history + 1, self._history_size)
 
     def forecast(self, horizon: int, xs: list[dict] | None = None,
                  key: Hashable | None = None) -> list[float]:
+        """The next ``horizon`` values of ``key``'s series (``xs``: their features, if any)."""
         if xs is not None and len(xs) != horizon:
             raise ValueError(f"xs has {len(xs)} entries for a horizon of {horizon}")
         if self._net is None:
@@ -149,18 +290,38 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
         if slot < 0:
             return [0.0] * horizon
         arrays = self._store.arrays
+        n_history = int(arrays["history_len"][slot])
+        if arrays["scale_count"][slot] == 0:
+            # Not one differenced value yet: the last value is all there is to go on.
+            last = float(arrays["history"][slot, 0])
+            return [math.exp(last) if self.log else last] * horizon
         loc, scale = location_scale(arrays["scale_mean"], arrays["scale_var"],
                                     arrays["scale_count"], slot, 0)
         state = arrays["state"][slot].copy()
         previous = float(arrays["last"][slot, 0])
-        u = np.zeros(1 + self._n_inputs, dtype=self._net.dtype)
+        dims, n_lags = self._dims, self.seasonal_lags
+        if dims == 2:
+            level_loc, level_scale = location_scale(arrays["scale_mean"], arrays["scale_var"],
+                                                    arrays["scale_count"], slot, 1)
+            previous_z = float(arrays["last"][slot, 1])
+        k = self._coef.size - 1
+        # Past values then forecasts, most recent first, for undoing the differencing.
+        zs = np.concatenate([np.zeros(horizon), arrays["history"][slot, :n_history]])
+        u = np.zeros(self._network_inputs(), dtype=self._net.dtype)
         exog = np.zeros(self._n_inputs, dtype=np.float64)
         out = []
         for h in range(horizon):
+            known = zs[horizon - h :]
             self._vectorize(xs[h] if xs is not None else {}, exog, learning=False)
             u[0] = np.clip((previous - loc) / scale, -self.clip, self.clip)
-            u[1:] = exog
+            if dims == 2:
+                u[1] = np.clip((previous_z - level_loc) / level_scale, -self.clip, self.clip)
+            if n_lags:
+                self._seasonal_inputs(known, n_history + h, loc, scale, u[dims : dims + n_lags])
+            u[dims + n_lags :] = exog
             state, head = self._net.step(state, u)
             previous = float(head[0]) * scale + loc
-            out.append(previous)
+            z = previous - float(self._coef[1:] @ known[:k]) if k else previous
+            zs[horizon - h - 1] = previous_z = z
+            out.append(math.exp(z) if self.log else z)
         return out
