@@ -10,6 +10,7 @@ from __future__ import annotations
 from stream_rnn.models.anomaly import RNNAnomalyDetector
 from stream_rnn.models.classifier import RNNClassifier
 from stream_rnn.models.forecaster import RNNForecaster
+from stream_rnn.models.fraud import FraudDetector
 from stream_rnn.models.regressor import RNNRegressor
 
-__all__ = ["RNNAnomalyDetector", "RNNClassifier", "RNNForecaster", "RNNRegressor"]
+__all__ = ["FraudDetector", "RNNAnomalyDetector", "RNNClassifier", "RNNForecaster", "RNNRegressor"]

@@ -1,0 +1,522 @@
+"""``FraudDetector``: a streaming fraud scorer over several entity keys per event, with
+recurrent per-entity state and a head trained on delayed labels."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from river import base
+
+from stream_rnn.cells import fraud_kernels as FK
+from stream_rnn.cells.network import Network
+from stream_rnn.state.store import KeyedState
+
+__all__ = ["FraudDetector"]
+
+_DAY = 86400.0
+
+
+def _parse_ts(value: Any) -> float:
+    """Event time as POSIX seconds: ISO 8601 text (``Z`` or an offset; naive means UTC),
+    a ``datetime``, or a number of seconds."""
+    if type(value) is str or isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"field 'ts' is not an ISO 8601 time: {value!r}") from None
+    elif isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+            value, bool):
+        t = float(value)
+        if not math.isfinite(t):
+            raise ValueError(f"field 'ts' is not finite: {value!r}")
+        return t
+    else:
+        raise ValueError(f"field 'ts' is not a time: {value!r}")
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def _check_key(field: str, key: Any) -> None:
+    if key is None:
+        raise ValueError(f"key field {field!r} is missing")
+    try:
+        hash(key)
+    except TypeError:
+        raise ValueError(f"key field {field!r} is not a usable key: {key!r}") from None
+    if isinstance(key, float) and math.isnan(key):
+        raise ValueError(f"key field {field!r} is not a usable key: {key!r}")
+
+
+def _as_label(label: Any) -> float:
+    try:
+        v = float(label)
+    except (TypeError, ValueError):
+        raise ValueError(f"label must be 0 or 1, got {label!r}") from None
+    if v not in (0.0, 1.0):
+        raise ValueError(f"label must be 0 or 1, got {label!r}")
+    return v
+
+
+class FraudDetector(base.AnomalyDetector):
+    """Fraud probability of each transaction from the recurrent histories of all the
+    entities it involves (its card, its terminal, ...) and from labels revealed so far.
+
+    Every key field named in ``keys`` has its own store of per-entity state, bounded by
+    ``max_keys`` with least-recently-used eviction, and (with ``recurrent``) its own
+    recurrent network. The network reads an entity's previous log-amount, the gap since
+    it and the event's clock, and forecasts the event's log-amount as a Gaussian; it learns
+    from that forecast at every event (truncated BPTT), so it needs no labels. Its hidden
+    state, forecast and standardized surprise enter a supervised head (a one-hidden-layer
+    network, or a logistic regression with ``head_hidden=0``), next to engineered features:
+    clock, amount, EW counts and mean log-amounts per entity over ``windows_days``, and
+    per-entity tallies of the labels revealed so far (EW fraud rates by transaction time,
+    recency of the latest revealed fraud).
+
+    Labels arrive late. ``learn_one`` moves every entity's state and keeps the event's
+    feature row, as it was when the event was scored, until :meth:`reveal_label` brings
+    its label: then the head takes one step on that row and the label is tallied into the
+    entities' rows. The model never reads a ``label`` field of an event. Until the head
+    has learned ``cold_start`` frauds its probability is blended with an unsupervised one
+    from the largest recurrent surprise.
+
+    Parameters
+    ----------
+    keys
+        Fields of an event that name entities (any number, at least one).
+    amount
+        Name of the amount, read from ``event["features"]`` or else from the event.
+    time_field
+        Field with the event time (ISO 8601 text, a ``datetime`` or POSIX seconds).
+    id_field
+        Field with the transaction id that :meth:`reveal_label` refers to.
+    windows_days
+        Time constants (days) of the exponentially weighted aggregates and label tallies.
+    recurrent
+        Keep a recurrent network per key field and feed it to the head (``False`` is the
+        ablation without recurrent state).
+    state_features
+        Feed the recurrent hidden states to the head, besides the forecast and surprise.
+    aggregates
+        Feed the engineered activity and amount aggregates to the head (label tallies are
+        always fed).
+    cell, hidden_size, window, update_every, rnn_lr
+        The recurrent networks (see :class:`~stream_rnn.cells.network.Network`).
+    scale_memory
+        Events after which an entity's running amount statistics become an EW average.
+    head_hidden
+        Hidden units of the head; ``0`` for a logistic regression.
+    head_lr, head_weight_decay
+        Adam step size and L2 penalty of the head.
+    head_batch
+        Labels whose mean gradient makes one step of the head.
+    norm_memory
+        Labelled examples after which the head's input statistics become an EW average.
+    cold_start
+        Frauds the head must have learned before its probability is used alone; until
+        then it is blended with the unsupervised one, whose weight falls linearly from 1.
+        ``0`` disables the blend.
+    prior
+        Fraud probability assumed before any label: the untrained head's output, and the
+        unsupervised score of an unsurprising event.
+    max_keys
+        Entities kept per key field.
+    max_pending
+        Scored events whose feature rows wait for a label; the oldest is dropped beyond.
+    seed
+        Seeds every network.
+
+    Examples
+    --------
+    >>> from stream_rnn.models import FraudDetector
+    >>> model = FraudDetector(hidden_size=4, head_hidden=4, seed=0)
+    >>> event = {"ts": "2018-04-01T10:00:00Z", "key": "c1", "terminal": "t9",
+    ...          "tx_id": 1, "features": {"amount": 42.0}}
+    >>> print(f"{model.score_one(event):.3f}")
+    0.010
+    >>> model.learn_one(event)
+    >>> model.reveal_label(1, 1)
+    True
+    >>> model.n_keys
+    {'key': 1, 'terminal': 1}
+    >>> model.score_one({**event, "label": 0}) == model.score_one({**event, "label": 1})
+    True
+    """
+
+    def __init__(
+        self,
+        keys: Sequence[str] = ("key", "terminal"),
+        amount: str = "amount",
+        time_field: str = "ts",
+        id_field: str = "tx_id",
+        windows_days: Sequence[float] = (1.0, 7.0, 30.0),
+        recurrent: bool = True,
+        state_features: bool = False,
+        aggregates: bool = True,
+        cell: str = "gru",
+        hidden_size: int = 8,
+        window: int = 8,
+        update_every: int = 8,
+        rnn_lr: float = 0.005,
+        scale_memory: int = 500,
+        head_hidden: int = 32,
+        head_lr: float = 0.001,
+        head_weight_decay: float = 0.0,
+        head_batch: int = 8,
+        norm_memory: int = 100_000,
+        cold_start: float = 50.0,
+        prior: float = 0.01,
+        max_keys: int = 100_000,
+        max_pending: int = 200_000,
+        seed: int = 0,
+    ) -> None:
+        self.keys = keys
+        self.amount = amount
+        self.time_field = time_field
+        self.id_field = id_field
+        self.windows_days = windows_days
+        self.recurrent = recurrent
+        self.state_features = state_features
+        self.aggregates = aggregates
+        self.cell = cell
+        self.hidden_size = hidden_size
+        self.window = window
+        self.update_every = update_every
+        self.rnn_lr = rnn_lr
+        self.scale_memory = scale_memory
+        self.head_hidden = head_hidden
+        self.head_lr = head_lr
+        self.head_weight_decay = head_weight_decay
+        self.head_batch = head_batch
+        self.norm_memory = norm_memory
+        self.cold_start = cold_start
+        self.prior = prior
+        self.max_keys = max_keys
+        self.max_pending = max_pending
+        self.seed = seed
+        self._validate()
+        self._build()
+
+    @classmethod
+    def _unit_test_params(cls):
+        yield {"hidden_size": 4, "head_hidden": 4, "window": 4, "update_every": 2}
+        yield {"recurrent": False, "head_hidden": 0, "keys": ("key",)}
+
+    @property
+    def _is_stochastic(self) -> bool:
+        return True
+
+    # ------------------------------------------------------------- building
+
+    def _validate(self) -> None:
+        if isinstance(self.keys, str) or len(self.keys) < 1:
+            raise ValueError(f"keys must be a sequence of field names, got {self.keys!r}")
+        if len(set(self.keys)) != len(self.keys):
+            raise ValueError(f"keys must be distinct, got {self.keys!r}")
+        if len(self.windows_days) < 1 or not all(w > 0 for w in self.windows_days):
+            raise ValueError(f"windows_days must be positive, got {self.windows_days!r}")
+        for name in ("max_keys", "max_pending", "norm_memory", "head_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.head_hidden < 0:
+            raise ValueError(f"head_hidden must be >= 0, got {self.head_hidden!r}")
+        if not self.head_lr > 0:
+            raise ValueError(f"head_lr must be > 0, got {self.head_lr!r}")
+        if not 0.0 < self.prior < 1.0:
+            raise ValueError(f"prior must be in (0, 1), got {self.prior!r}")
+        if self.cold_start < 0:
+            raise ValueError(f"cold_start must be >= 0, got {self.cold_start!r}")
+
+    def _build(self) -> None:
+        W = len(self.windows_days)
+        self._taus = np.asarray(self.windows_days, dtype=np.float64) * _DAY
+        self._agg_width = FK.agg_columns(W)["width"]
+        self._c_gen = FK.agg_columns(W)["gen"]
+        self._n_ent = FK.entity_feature_count(W)
+        self._n_state = self.hidden_size if self.state_features else 0
+        self._n_rnn = FK.rnn_feature_count(self._n_state) if self.recurrent else 0
+        n_fields = len(self.keys)
+        self.n_features = FK.N_AMOUNT + FK.N_CLOCK + n_fields * (self._n_ent + self._n_rnn)
+        self._nets: list[Network | None] = []
+        self._stores: list[KeyedState] = []
+        for f in range(n_fields):
+            templates = {"agg": np.zeros((1, self._agg_width)),
+                         "prep": np.zeros((1, FK.N_PREP))}
+            net = None
+            if self.recurrent:
+                net = Network(cell=self.cell, input_size=FK.PREP_INPUTS,
+                              hidden_size=self.hidden_size, target_size=1, loss="gaussian",
+                              window=self.window, update_every=self.update_every,
+                              optimizer="adam", lr=self.rnn_lr, clip_norm=1.0,
+                              seed=self.seed + 7919 * f)
+                templates.update(net.keyed_arrays(1))
+            self._nets.append(net)
+            self._stores.append(KeyedState(templates, max_keys=self.max_keys))
+        F = self.n_features
+        self._theta = FK.head_init(F, self.head_hidden, self.seed, self.prior)
+        self._prior_logit = math.log(self.prior / (1.0 - self.prior))
+        self._adam = np.zeros((4, self._theta.shape[0]))
+        self._norm = np.zeros((3, F))
+        self._counters = np.zeros(3, dtype=np.int64)
+        # Pending feature rows: a ring indexed by learned-event sequence number.
+        cap = int(self.max_pending)
+        self._buf_x = np.zeros((cap, F))
+        self._buf_ts = np.zeros(cap)
+        self._buf_slots = np.zeros((cap, n_fields), dtype=np.int64)
+        self._buf_gen = np.zeros((cap, n_fields))
+        self._buf_tx: list[Hashable | None] = [None] * cap
+        self._pending: dict[Hashable, int] = {}
+        self._seq = 0
+        self.n_pending_dropped = 0
+        self.n_unknown_reveals = 0
+        # Surprise columns in the feature row, for the cold-start blend.
+        z_cols = []
+        if self.recurrent:
+            k = FK.N_AMOUNT + FK.N_CLOCK
+            for _ in range(n_fields):
+                z_cols.append(k + self._n_ent + 1)
+                k += self._n_ent + self._n_rnn
+        self._z_cols = np.asarray(z_cols, dtype=np.int64)
+
+    # ------------------------------------------------------------- input checks
+
+    def _parse(self, event: Mapping[str, Any]) -> tuple[float, float, list[Hashable], Any]:
+        """``(ts, log1p(amount), keys, tx_id)`` of an event, or a ValueError naming the
+        field; nothing is read but these fields (never a label)."""
+        # Exact-type tests first: they are the common case and far cheaper than the ABC
+        # isinstance checks that follow them.
+        if type(event) is not dict and not isinstance(event, Mapping):
+            raise ValueError(f"an event must be a mapping, got {type(event).__name__}")
+        keys = []
+        for field in self.keys:
+            k = event.get(field)
+            if type(k) is not str:
+                _check_key(field, k)
+            keys.append(k)
+        if self.time_field not in event:
+            raise ValueError(f"field {self.time_field!r} is missing")
+        try:
+            ts = _parse_ts(event[self.time_field])
+        except ValueError as exc:
+            raise ValueError(str(exc).replace("'ts'", repr(self.time_field))) from None
+        feats = event.get("features")
+        if (type(feats) is dict or isinstance(feats, Mapping)) and self.amount in feats:
+            value = feats[self.amount]
+        elif self.amount in event:
+            value = event[self.amount]
+        else:
+            raise ValueError(f"field {self.amount!r} is missing")
+        if type(value) is float:
+            amount = value
+        else:
+            if isinstance(value, bool):
+                raise ValueError(f"field {self.amount!r} is not numeric: {value!r}")
+            try:
+                amount = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"field {self.amount!r} is not numeric: {value!r}") from None
+        if not math.isfinite(amount) or amount < 0:
+            raise ValueError(f"field {self.amount!r} must be finite and >= 0, got {value!r}")
+        return ts, math.log1p(amount), keys, event.get(self.id_field)
+
+    # ------------------------------------------------------------- scoring
+
+    def score_one(self, x: Mapping[str, Any], **kwargs: Any) -> float:
+        """Fraud probability of event ``x`` from the current state; changes nothing."""
+        ts, la, keys, _ = self._parse(x)
+        n_fields = len(self.keys)
+        aggs = []
+        rnn = np.zeros((n_fields, max(self._n_rnn, 1)))
+        ts_a = np.array([ts])
+        la_a = np.array([la])
+        for f, key in enumerate(keys):
+            store = self._stores[f]
+            slot = store.get(key)
+            arrays = store.arrays
+            # Copies of the entity's rows (zeros for a new entity): scoring must not move them.
+            agg = arrays["agg"][slot:slot + 1].copy() if slot >= 0 else np.zeros(
+                (1, self._agg_width))
+            aggs.append(agg)
+            net = self._nets[f]
+            if net is None:
+                continue
+            prep = arrays["prep"][slot:slot + 1].copy() if slot >= 0 else np.zeros(
+                (1, FK.N_PREP))
+            U = np.empty((1, FK.PREP_INPUTS), dtype=net.dtype)
+            Y = np.empty((1, 1), dtype=net.dtype)
+            valid = np.empty(1, dtype=np.bool_)
+            FK.prepare_inputs(np.zeros(1, np.int64), np.zeros(1, np.bool_), ts_a, la_a, prep,
+                              float(self.scale_memory), 10.0, U, Y, valid)
+            if valid[0]:
+                state = arrays["state"][slot] if slot >= 0 else net.initial_state()
+                new_state, out = net.step(state, U[0])
+                FK.rnn_features(out, Y[0, 0], new_state[-1], self._n_state, rnn[f])
+        x_row = np.empty(self.n_features)
+        return float(FK.score_single(
+            ts, la, np.zeros(n_fields, np.int64), tuple(aggs), rnn, self._taus,
+            bool(self.aggregates), bool(self.recurrent), self._n_ent, self._n_rnn,
+            self._theta, self._norm, self.head_hidden, float(self._counters[1]),
+            float(self.cold_start), self._z_cols, self._prior_logit, x_row))
+
+    def learn_one(self, x: Mapping[str, Any], **kwargs: Any) -> None:
+        """Move every entity of event ``x`` forward and keep its feature row for its label."""
+        self.score_learn_many([x])
+
+    def reveal_label(self, tx_id: Hashable, label: Any) -> bool:
+        """Train on the label of learned transaction ``tx_id``, now; ``False`` if it is not
+        waiting for one (unknown, already revealed, or dropped from the pending buffer)."""
+        lab = _as_label(label)
+        row = self._pending.pop(tx_id, None)
+        if row is None:
+            self.n_unknown_reveals += 1
+            return False
+        self._buf_tx[row] = None
+        self._run(np.empty(0), np.empty(0), np.empty((0, len(self.keys)), np.int64),
+                  np.empty((0, len(self.keys)), np.bool_), np.zeros(1, np.int64),
+                  np.array([row], np.int64), np.array([lab]), np.empty(0, np.int64))
+        return True
+
+    def score_learn_many(
+        self,
+        events: Sequence[Mapping[str, Any]],
+        reveals: Iterable[tuple[int, Hashable, Any]] = (),
+    ) -> np.ndarray:
+        """Batch path: for each event in order, apply the reveals due before it, score it,
+        then learn from it; returns the scores.
+
+        ``reveals`` holds ``(position, tx_id, label)`` sorted by position: the label is
+        revealed just before ``events[position]`` is scored (``position == len(events)``:
+        after the last one). The result, and every state, equals the loop
+        ``reveal_label``/``score_one``/``learn_one`` over the same sequence. All events are
+        checked before anything changes.
+        """
+        n = len(events)
+        n_fields = len(self.keys)
+        parsed = [self._parse(e) for e in events]
+        rev = list(reveals)
+        labels = [_as_label(lab) for _, _, lab in rev]
+        last = -1
+        for pos, _, _ in rev:
+            if not (isinstance(pos, int | np.integer) and last <= pos <= n):
+                raise ValueError(f"reveal positions must be sorted integers in [0, {n}]")
+            last = pos
+        ts = np.fromiter((p[0] for p in parsed), dtype=np.float64, count=n)
+        la = np.fromiter((p[1] for p in parsed), dtype=np.float64, count=n)
+        slots = np.empty((n, n_fields), dtype=np.int64)
+        resets = np.zeros((n, n_fields), dtype=np.bool_)
+        rows = np.full(n, -1, dtype=np.int64)
+        rev_pos = np.empty(len(rev), dtype=np.int64)
+        rev_row = np.empty(len(rev), dtype=np.int64)
+        rev_lab = np.empty(len(rev), dtype=np.float64)
+        kept = 0
+        j = 0
+        cap = self.max_pending
+        pending = self._pending
+        buf_tx = self._buf_tx
+        for i in range(n + 1):
+            # Resolve reveals in order with the rows assigned so far, as the loop would.
+            while j < len(rev) and rev[j][0] <= i:
+                row = pending.pop(rev[j][1], None)
+                if row is None:
+                    self.n_unknown_reveals += 1
+                else:
+                    buf_tx[row] = None
+                    rev_pos[kept] = i
+                    rev_row[kept] = row
+                    rev_lab[kept] = labels[j]
+                    kept += 1
+                j += 1
+            if i == n:
+                break
+            _, _, keys, tx_id = parsed[i]
+            for f in range(n_fields):
+                slots[i, f], resets[i, f] = self._stores[f].slot_for(keys[f])
+            if tx_id is not None:
+                row = self._seq % cap
+                self._seq += 1
+                old = buf_tx[row]
+                if old is not None:
+                    del pending[old]
+                    self.n_pending_dropped += 1
+                if tx_id in pending:
+                    buf_tx[pending.pop(tx_id)] = None
+                pending[tx_id] = row
+                buf_tx[row] = tx_id
+                rows[i] = row
+        return self._run(ts, la, slots, resets, rev_pos[:kept], rev_row[:kept],
+                         rev_lab[:kept], rows)
+
+    def _run(self, ts: np.ndarray, la: np.ndarray, slots: np.ndarray, resets: np.ndarray,
+             rev_pos: np.ndarray, rev_row: np.ndarray, rev_lab: np.ndarray, rows: np.ndarray
+             ) -> np.ndarray:
+        n = ts.shape[0]
+        n_fields = len(self.keys)
+        rnn = np.zeros((n, n_fields, max(self._n_rnn, 1)))
+        if self.recurrent and n:
+            for f, net in enumerate(self._nets):
+                arrays = self._stores[f].arrays
+                U = np.empty((n, FK.PREP_INPUTS), dtype=net.dtype)
+                Y = np.empty((n, 1), dtype=net.dtype)
+                valid = np.empty(n, dtype=np.bool_)
+                FK.prepare_inputs(slots[:, f].copy(), resets[:, f].copy(), ts, la,
+                                  arrays["prep"], float(self.scale_memory), 10.0, U, Y, valid)
+                feats = np.empty((n, self._n_rnn))
+                ws = net._workspace
+                FK.rnn_pass(net.cfg, net.hyper, net.offs, net.theta, net.grad, net.opt,
+                            net.counters, net.rng, *ws,
+                            arrays["state"], arrays["snapshot"], arrays["window_inputs"],
+                            arrays["window_targets"], arrays["window_len"], arrays["pending"],
+                            slots[:, f].copy(), resets[:, f].copy(), U, Y, valid, self._n_state,
+                            feats)
+                rnn[:, f, :] = feats
+        aggs = tuple(store.arrays["agg"] for store in self._stores)
+        scores = np.empty(n)
+        FK.score_learn_batch(
+            ts, la, slots, resets, aggs, rnn, self._taus, bool(self.aggregates),
+            bool(self.recurrent), self._n_ent, self._n_rnn, rev_pos, rev_row, rev_lab,
+            self._buf_x, self._buf_ts, self._buf_slots, self._buf_gen, rows,
+            self._theta, self._adam, self._norm, self.head_hidden, float(self.head_lr),
+            float(self.norm_memory), float(self.head_weight_decay), float(self.head_batch),
+            self._counters,
+            float(self.cold_start), self._z_cols, self._prior_logit, scores)
+        return scores
+
+    # ------------------------------------------------------------- introspection
+
+    @property
+    def n_keys(self) -> dict[str, int]:
+        """Entities holding state, per key field."""
+        return {field: len(store) for field, store in zip(self.keys, self._stores,
+                                                          strict=True)}
+
+    @property
+    def n_evictions(self) -> dict[str, int]:
+        """Entities evicted to keep at most ``max_keys``, per key field."""
+        return {field: store.evictions for field, store in zip(self.keys, self._stores,
+                                                               strict=True)}
+
+    @property
+    def n_pending(self) -> int:
+        """Learned events waiting for their label."""
+        return len(self._pending)
+
+    @property
+    def n_labels_learned(self) -> int:
+        """Labels the head has been trained on."""
+        return int(self._counters[0])
+
+    @property
+    def n_frauds_learned(self) -> int:
+        """Fraud labels the head has been trained on."""
+        return int(self._counters[1])
+
+    @property
+    def n_stale_tallies(self) -> int:
+        """Label tallies skipped because the entity had been evicted since its event."""
+        return int(self._counters[2])
