@@ -1,0 +1,1180 @@
+"""Kafka adapter: the only code that talks to the broker.
+
+:class:`KafkaSource` (a :class:`~stream_rnn.io.base.Source`) reads the input topics, and
+optionally a labels topic, as a member of a consumer group; :class:`KafkaSink` (a
+:class:`~stream_rnn.io.base.Sink`) writes outputs and dead letters and reports every write
+the broker did not acknowledge. Both run over kafka-python 3 and use standard Kafka APIs
+only, so they work the same against Apache Kafka and the test broker.
+
+Rebalances and threads
+----------------------
+kafka-python 3 drives its network IO on a background thread, and a consumer's rebalance
+listener runs on that thread, from inside ``KafkaConsumer.poll()``. The runner must flush its
+outputs, checkpoint and commit *before* revoked partitions are released, and it cannot do
+that from inside ``poll()``. So:
+
+* ``KafkaConsumer.poll()`` runs on a *poller* thread owned by the source, one call at a
+  time, each started by :meth:`KafkaSource.poll` (records are not read ahead);
+* the listener is an ``AsyncConsumerRebalanceListener``: it queues a
+  :class:`KafkaRebalance` request and awaits, on kafka-python's IO loop (so heartbeats keep
+  flowing), until the runner calls ``request.done()`` or ``rebalance_timeout_s`` passes;
+* :meth:`KafkaSource.poll` returns at once (no records) when a request arrives, and the
+  runner takes it with :meth:`KafkaSource.rebalance_requests` at the top of its loop;
+* while a group join is in flight the poller keeps calling ``KafkaConsumer.poll()`` even
+  after the runner's :meth:`KafkaSource.poll` has timed out: kafka-python 3.0 discards a
+  JoinGroup/SyncGroup round that completes while no ``poll()`` awaits it and starts another
+  one, so short polls with work in between could rebalance round after round.
+
+``revoked``
+    The partitions are still ours while the request is pending: the group's next
+    generation cannot start without this member. The runner flushes the sink, checkpoints
+    and :meth:`~KafkaSource.commit`\\ s them, then calls ``done()``. If that takes longer than
+    ``rebalance_timeout_s`` (kept below ``max_poll_interval_ms``, the broker's deadline for
+    this member to rejoin), the listener stops waiting, the request is marked ``expired``,
+    and a later commit fails with :class:`CommitError`: the next owner replays from the last
+    committed offset (at-least-once, never a gap).
+``assigned``
+    The listener first pauses the new partitions inside the consumer, so nothing of them is
+    fetched before the runner has restored its checkpoints and called
+    :meth:`~KafkaSource.seek`; they are resumed once the request is done (unless the runner
+    paused them). No record fetched before a seek is returned: kafka-python drops buffered
+    data whose offset is not the partition's position, and this class drops and rewinds a
+    result that raced with a seek or pause made while a fetch was running.
+``lost``
+    The group evicted this member (session expiry, fencing): the partitions may already
+    belong to another member. The runner drops their in-flight state and commits nothing
+    (:meth:`~KafkaSource.commit` refuses them).
+
+Requests reach the runner in order, and :meth:`KafkaSource.poll` returns no records while
+one is queued or not done, so no record of a partition is returned after its
+``revoked``/``lost`` request nor before its ``assigned`` request is done. During
+:meth:`KafkaSource.close` the listener does not wait (the runner's final checkpoint and
+commit come before ``close()``).
+
+Connectivity
+------------
+Neither class contacts the broker at construction. They connect on first use and retry with
+exponential backoff (up to ``reconnect_backoff_max_s``) while the broker is unreachable;
+``ready()`` reports the state. Once connected, kafka-python reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
+from kafka import errors as kafka_errors
+from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
+from kafka.net import KafkaNetClient, WakeupNotifier
+from kafka.structs import MemberState
+
+from stream_rnn.io.base import Partition, RebalanceRequest, Record, Sink, SinkError, Source
+
+__all__ = [
+    "COMPRESSION_TYPES",
+    "SECURITY_OPTIONS",
+    "CommitError",
+    "DeliveryError",
+    "FailedSend",
+    "KafkaRebalance",
+    "KafkaSink",
+    "KafkaSource",
+    "client_options",
+]
+
+log = logging.getLogger(__name__)
+
+#: Client settings passed through for TLS and SASL (see :func:`client_options`).
+SECURITY_OPTIONS: tuple[str, ...] = (
+    "security_protocol",
+    "ssl_cafile",
+    "ssl_certfile",
+    "ssl_keyfile",
+    "ssl_password",
+    "ssl_check_hostname",
+    "sasl_mechanism",
+    "sasl_plain_username",
+    "sasl_plain_password",
+)
+# Shorter names accepted for the same settings (as in the daemon's [kafka] section).
+_ALIASES = {"sasl_plain_username": "sasl_username", "sasl_plain_password": "sasl_password"}
+_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI")
+
+#: Producer compression codecs. The consumer reads every one of them whatever this is.
+COMPRESSION_TYPES: tuple[str | None, ...] = (None, "gzip", "snappy", "lz4", "zstd")
+
+_BACKOFF_START_S = 0.5
+_LISTENER_TICK_S = 0.5  # the listener re-checks its deadline this often while waiting
+
+
+def client_options(config: Mapping[str, Any] | Any) -> dict[str, Any]:
+    """TLS/SASL client settings from a mapping or an object with attributes.
+
+    Takes the :data:`SECURITY_OPTIONS` (``sasl_username``/``sasl_password`` are accepted for
+    the ``sasl_plain_*`` ones) and leaves out unset (None) values so the client defaults
+    apply. The protocol and SASL mechanism are checked, so a typo fails at start-up rather
+    than as a connection error.
+
+    Examples
+    --------
+    >>> client_options({"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
+    ...                 "sasl_username": "svc", "ssl_cafile": None, "group": "g"})
+    {'security_protocol': 'SASL_SSL', 'sasl_mechanism': 'SCRAM-SHA-512',
+     'sasl_plain_username': 'svc'}
+    >>> client_options({"security_protocol": "TLS"})
+    Traceback (most recent call last):
+    ...
+    ValueError: security_protocol must be one of ('PLAINTEXT', 'SSL', 'SASL_PLAINTEXT', 'SASL_SSL'), got 'TLS'
+    """  # noqa: E501
+    if isinstance(config, Mapping):
+        get = config.get
+    else:
+
+        def get(name: str, default: Any = None) -> Any:
+            return getattr(config, name, default)
+
+    options: dict[str, Any] = {}
+    for name in SECURITY_OPTIONS:
+        value = get(name)
+        if value is None and name in _ALIASES:
+            value = get(_ALIASES[name])
+        if value is not None:
+            options[name] = value
+    protocol = options.get("security_protocol")
+    if protocol is not None and protocol not in _PROTOCOLS:
+        raise ValueError(f"security_protocol must be one of {_PROTOCOLS}, got {protocol!r}")
+    mechanism = options.get("sasl_mechanism")
+    if mechanism is not None and mechanism not in _SASL_MECHANISMS:
+        raise ValueError(f"sasl_mechanism must be one of {_SASL_MECHANISMS}, got {mechanism!r}")
+    return options
+
+
+class CommitError(RuntimeError):
+    """An offset commit was not confirmed; nothing may be assumed committed.
+
+    ``retriable`` is True for transient causes (timeout, coordinator moving) and False when
+    the group has moved on (another generation or member owns the partitions).
+    """
+
+    def __init__(self, message: str, *, retriable: bool) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+
+
+@dataclass(frozen=True)
+class FailedSend:
+    """A write the broker did not acknowledge; ``context`` is what the caller passed to
+    :meth:`KafkaSink.send`."""
+
+    topic: str
+    key: bytes | None
+    context: Any
+    error: BaseException
+
+
+class DeliveryError(SinkError):
+    """:meth:`KafkaSink.flush` could not confirm every write since the previous flush.
+
+    ``failures`` lists the writes that failed; ``unacknowledged`` counts the writes still
+    without an answer when the flush timed out. Commit nothing past these writes.
+
+    Examples
+    --------
+    >>> from kafka.errors import KafkaTimeoutError
+    >>> err = DeliveryError([FailedSend("dlq", b"k", ("in", 0, 42), KafkaTimeoutError())], 2)
+    >>> print(err)
+    1 write(s) failed (first: dlq: KafkaTimeoutError); 2 write(s) unacknowledged at the flush timeout
+    >>> [f.context for f in err.failures]
+    [('in', 0, 42)]
+    """  # noqa: E501
+
+    def __init__(self, failures: list[FailedSend], unacknowledged: int) -> None:
+        parts = []
+        if failures:
+            first = failures[0]
+            parts.append(f"{len(failures)} write(s) failed (first: {first.topic}: {first.error})")
+        if unacknowledged:
+            parts.append(f"{unacknowledged} write(s) unacknowledged at the flush timeout")
+        super().__init__("; ".join(parts) or "delivery failed")
+        self.failures = failures
+        self.unacknowledged = unacknowledged
+
+
+@dataclass
+class KafkaRebalance(RebalanceRequest):
+    """A :class:`~stream_rnn.io.base.RebalanceRequest` with its timing.
+
+    Attributes
+    ----------
+    created
+        ``time.monotonic()`` when the consumer reported the step.
+    deadline
+        ``time.monotonic()`` after which the consumer stops waiting for ``done()``.
+    completed
+        ``time.monotonic()`` of ``done()``, else None.
+    expired
+        True when the consumer stopped waiting before ``done()``.
+
+    Examples
+    --------
+    >>> r = KafkaRebalance("revoked", (Partition("in", 0),), created=1.0, deadline=31.0)
+    >>> r.is_done, r.completed
+    (False, None)
+    >>> r.done()
+    >>> r.is_done, r.completed is not None, r.error
+    (True, True, None)
+    """
+
+    created: float = 0.0
+    deadline: float = 0.0
+    completed: float | None = None
+    expired: bool = False
+    _on_done: Callable[[], None] | None = field(default=None, repr=False)
+
+    def done(self, error: BaseException | None = None) -> None:
+        """Tell the consumer the runner has finished with this step."""
+        if self.completed is None:
+            self.completed = time.monotonic()
+        super().done(error)
+        if self._on_done is not None:
+            self._on_done()
+
+
+def _tp(partition: Partition | TopicPartition) -> TopicPartition:
+    return TopicPartition(partition.topic, partition.partition)
+
+
+def _names(partitions: Iterable[Partition]) -> str:
+    return ", ".join(f"{p.topic}:{p.partition}" for p in sorted(partitions)) or "-"
+
+
+class _Backoff:
+    """Exponential backoff between connection attempts."""
+
+    def __init__(self, maximum_s: float) -> None:
+        self.maximum_s = maximum_s
+        self.delay_s = 0.0
+        self.next_at = 0.0
+
+    def due(self) -> bool:
+        return time.monotonic() >= self.next_at
+
+    def wait_s(self) -> float:
+        return max(0.0, self.next_at - time.monotonic())
+
+    def failed(self) -> None:
+        self.delay_s = min(self.maximum_s, max(_BACKOFF_START_S, self.delay_s * 2))
+        self.next_at = time.monotonic() + self.delay_s
+
+    def succeeded(self) -> None:
+        self.delay_s = 0.0
+        self.next_at = 0.0
+
+
+def _client_factory(created: list[KafkaNetClient]) -> Callable[..., KafkaNetClient]:
+    # kafka-python builds its network client through the ``kafka_client`` option. Keeping a
+    # handle on it lets us stop the IO thread of a client whose constructor failed (it would
+    # leak otherwise) and read the connection state for ready().
+    def factory(**configs: Any) -> KafkaNetClient:
+        client = KafkaNetClient(**configs)
+        created.append(client)
+        return client
+
+    return factory
+
+
+def _close_clients(created: list[KafkaNetClient]) -> None:
+    for client in created:
+        try:
+            client.close()
+        except Exception:  # noqa: BLE001 -- best effort on a half-built client
+            log.debug("closing a half-built Kafka client failed", exc_info=True)
+    created.clear()
+
+
+def _any_broker_connected(client: KafkaNetClient | None) -> bool:
+    if client is None:
+        return False
+    try:
+        return any(client.connected(broker.node_id) for broker in client.cluster.brokers())
+    except Exception:  # noqa: BLE001 -- a state query only
+        return False
+
+
+@dataclass(eq=False)
+class _Job:
+    """One ``KafkaConsumer.poll()`` call on the poller thread."""
+
+    timeout_ms: int
+    max_records: int
+    result: dict[TopicPartition, list[Any]] | None = None
+    error: BaseException | None = None
+    done: bool = False
+    # Partitions seeked or paused while this call was fetching: its records for them may
+    # predate the change, so they are dropped and the partition rewound.
+    dirty: set[Partition] = field(default_factory=set)
+
+
+def _joining(consumer: KafkaConsumer) -> bool:
+    return bool(consumer.group_metadata().state == MemberState.REBALANCING)
+
+
+class _Listener(AsyncConsumerRebalanceListener):  # type: ignore[misc]
+    """Runs on kafka-python's IO loop; hands every step to the source and awaits it."""
+
+    def __init__(self, source: KafkaSource) -> None:
+        self._source = source
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._source._hand_over("revoked", revoked)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self._source._hand_over("assigned", assigned)
+
+    async def on_partitions_lost(self, lost: Any) -> None:
+        await self._source._hand_over("lost", lost)
+
+
+class KafkaSource(Source):
+    """Consumer-group reader of the input topics (and optionally a labels topic).
+
+    Offsets are committed only by :meth:`commit` (auto-commit is off); a group with no
+    committed offset starts at the earliest record. Rebalances are handed to the thread that
+    calls :meth:`poll` (see the module docstring). Use it from one thread.
+
+    Parameters
+    ----------
+    topics
+        Input topic names.
+    bootstrap_servers
+        ``"host:port[,host:port...]"`` or a list of them.
+    group_id
+        Consumer group.
+    labels_topic
+        Also read this topic; its records carry their topic, so the runner tells them apart.
+    client_id
+        Client id shown in broker logs and quotas.
+    security
+        TLS/SASL settings, see :func:`client_options`.
+    consumer_options
+        Other ``KafkaConsumer`` settings (``session_timeout_ms``, ``max_poll_interval_ms``,
+        ``fetch_max_bytes``, ``partition_assignment_strategy``, ...). Auto-commit stays off.
+    rebalance_timeout_s
+        How long a rebalance step waits for ``done()``; below ``max_poll_interval_ms``.
+    connect_timeout_s
+        Budget of one connection attempt.
+    reconnect_backoff_max_s
+        Longest pause between failed connection attempts.
+
+    Examples
+    --------
+    Nothing is contacted before the first :meth:`poll`:
+
+    >>> source = KafkaSource(["events"], bootstrap_servers="127.0.0.1:9", group_id="g")
+    >>> source.ready(), source.assignment(), source.rebalance_requests()
+    (False, frozenset(), [])
+    >>> source.close()
+    """
+
+    def __init__(
+        self,
+        topics: Iterable[str],
+        *,
+        bootstrap_servers: str | Sequence[str],
+        group_id: str,
+        labels_topic: str | None = None,
+        client_id: str = "stream-rnn",
+        security: Mapping[str, Any] | None = None,
+        consumer_options: Mapping[str, Any] | None = None,
+        rebalance_timeout_s: float = 30.0,
+        connect_timeout_s: float = 5.0,
+        reconnect_backoff_max_s: float = 30.0,
+    ) -> None:
+        self.topics = tuple(topics)
+        self.bootstrap_servers = bootstrap_servers
+        self.group_id = group_id
+        self.labels_topic = labels_topic
+        self.client_id = client_id
+        self.security = security
+        self.consumer_options = consumer_options
+        self.rebalance_timeout_s = rebalance_timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.reconnect_backoff_max_s = reconnect_backoff_max_s
+
+        if not self.topics:
+            raise ValueError("at least one input topic is needed")
+        options = dict(consumer_options or {})
+        if options.pop("enable_auto_commit", False):
+            raise ValueError("enable_auto_commit cannot be used: the runner commits offsets")
+        max_poll_interval_ms = options.get("max_poll_interval_ms", 300_000)
+        if not 0 < rebalance_timeout_s * 1000 < max_poll_interval_ms:
+            raise ValueError(
+                f"rebalance_timeout_s ({rebalance_timeout_s}) must be positive and below "
+                f"max_poll_interval_ms ({max_poll_interval_ms} ms)"
+            )
+        self._options: dict[str, Any] = {
+            "bootstrap_servers": bootstrap_servers,
+            "group_id": group_id,
+            "client_id": client_id,
+            "auto_offset_reset": "earliest",
+            **client_options(security or {}),
+            **options,
+            "enable_auto_commit": False,
+        }
+        self._subscription = list(dict.fromkeys([*self.topics, *filter(None, [labels_topic])]))
+
+        self._consumer: KafkaConsumer | None = None
+        self._client: KafkaNetClient | None = None
+        self._notifier: WakeupNotifier | None = None
+        self._backoff = _Backoff(reconnect_backoff_max_s)
+        self._poller: threading.Thread | None = None
+
+        # Shared with the poller and IO threads, guarded by _cond. Never call into the
+        # consumer while holding it: the IO thread takes it from the listener.
+        self._cond = threading.Condition()
+        self._queued: deque[KafkaRebalance] = deque()  # not yet given to the runner
+        self._parked = False  # the IO thread is waiting in the listener
+        self._job: _Job | None = None
+        self._closing = False
+
+        # The runner's side (its thread only).
+        self._outstanding: deque[KafkaRebalance] = deque()  # given out, not yet applied
+        self._assigned: set[Partition] = set()
+        self._paused: set[Partition] = set()
+        self._next: dict[Partition, int] = {}
+
+    @classmethod
+    def from_config(cls, kafka: Any, **kwargs: Any) -> KafkaSource:
+        """Build from the daemon's ``[kafka]`` settings (any object with those attributes)."""
+        return cls(
+            kafka.input_topics,
+            bootstrap_servers=kafka.bootstrap,
+            group_id=kafka.group,
+            labels_topic=kafka.labels_topic,
+            client_id=kafka.client_id,
+            security=client_options(kafka),
+            **kwargs,
+        )
+
+    # -- connection ------------------------------------------------------------------
+
+    def connect(self, timeout_s: float | None = None) -> bool:
+        """Try to connect now, ignoring the backoff; returns whether the consumer exists.
+
+        Raises ``KafkaConfigurationError`` for settings kafka-python rejects (never retried).
+        """
+        if self._consumer is not None:
+            return True
+        if self._closing:
+            raise RuntimeError("KafkaSource is closed")
+        budget = self.connect_timeout_s if timeout_s is None else timeout_s
+        created: list[KafkaNetClient] = []
+        try:
+            consumer = KafkaConsumer(
+                **self._options,
+                bootstrap_timeout_ms=max(1, int(budget * 1000)),
+                kafka_client=_client_factory(created),
+            )
+        except kafka_errors.KafkaConfigurationError:
+            _close_clients(created)
+            raise
+        except (kafka_errors.KafkaError, OSError) as exc:
+            _close_clients(created)
+            self._backoff.failed()
+            log.warning(
+                "Kafka consumer cannot reach %s (%s); next attempt in %.1f s",
+                self.bootstrap_servers, exc, self._backoff.delay_s,
+            )
+            return False
+        self._backoff.succeeded()
+        self._client = created[-1] if created else None
+        # The listener must wait without blocking kafka-python's IO loop; WakeupNotifier is
+        # that loop's thread-safe "sleep until notified or timed out" (kafka.net, public).
+        self._notifier = WakeupNotifier(consumer._net)  # noqa: SLF001 -- the consumer's loop
+        consumer.subscribe(self._subscription, listener=_Listener(self))
+        self._consumer = consumer
+        self._poller = threading.Thread(
+            target=self._poll_forever, name=f"kafka-source-{self.group_id}", daemon=True
+        )
+        self._poller.start()
+        log.info("Kafka consumer connected to %s (group %s)", self.bootstrap_servers,
+                 self.group_id)
+        return True
+
+    def ready(self) -> bool:
+        """True when the consumer exists and holds a live connection to a broker."""
+        return self._consumer is not None and _any_broker_connected(self._client)
+
+    # -- the poller thread ----------------------------------------------------------
+
+    def _poll_forever(self) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        while True:
+            with self._cond:
+                while not self._closing and (self._job is None or self._job.done):
+                    self._cond.wait()
+                job = self._job
+                if self._closing or job is None:
+                    return
+            result: dict[TopicPartition, list[Any]] | None = None
+            error: BaseException | None = None
+            timeout_ms = job.timeout_ms
+            try:
+                while True:
+                    result = consumer.poll(timeout_ms=timeout_ms, max_records=job.max_records)
+                    if result or self._closing or not _joining(consumer):
+                        break
+                    # A group join is in flight. Keep driving it: kafka-python discards a
+                    # join that completes while no poll() awaits it and sends a new
+                    # JoinGroup (with slow joins and short polls, round after round).
+                    timeout_ms = max(timeout_ms, 100)
+            except BaseException as exc:  # noqa: BLE001 -- handed to the runner's thread
+                error = exc
+            with self._cond:
+                job.result, job.error, job.done = result, error, True
+                self._cond.notify_all()
+
+    # -- the rebalance listener (kafka-python's IO thread) ------------------------------
+
+    async def _hand_over(self, kind: str, partitions: Iterable[TopicPartition]) -> None:
+        parts = tuple(sorted(Partition(tp.topic, tp.partition) for tp in partitions))
+        consumer = self._consumer
+        if not parts or consumer is None or self._closing:
+            return  # during close() the runner has made its final checkpoint already
+        if kind == "assigned":
+            consumer.pause(*map(_tp, parts))  # nothing is fetched before the runner seeks
+        notifier = self._notifier
+        now = time.monotonic()
+        request = KafkaRebalance(
+            kind, parts, created=now, deadline=now + self.rebalance_timeout_s,
+            _on_done=notifier.notify if notifier is not None else None,
+        )
+        with self._cond:
+            self._queued.append(request)
+            self._parked = True
+            self._cond.notify_all()
+        log.info("rebalance: %s %s; waiting for the runner", kind, _names(parts))
+        try:
+            while not request.is_done and not self._closing and notifier is not None:
+                remaining = request.deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                await notifier(min(remaining, _LISTENER_TICK_S))
+        finally:
+            with self._cond:
+                self._parked = False
+                request.expired = not request.is_done
+        if request.expired and not self._closing:
+            log.warning(
+                "rebalance: %s %s not done within %.1f s; the consumer goes on without it",
+                kind, _names(parts), self.rebalance_timeout_s,
+            )
+
+    # -- the runner's API -----------------------------------------------------------
+
+    def rebalance_requests(self) -> list[RebalanceRequest]:
+        """Rebalance steps not yet taken, oldest first; call ``done()`` on each when handled."""
+        self._apply_done()
+        with self._cond:
+            taken = list(self._queued)
+            self._queued.clear()
+        self._outstanding.extend(taken)
+        return list(taken)
+
+    def _apply_done(self) -> None:
+        # Apply the steps the runner has finished to its view, in order. A step is applied
+        # only once done(), even if the consumer stopped waiting for it (commits of an
+        # expired revoke are refused meanwhile, and an assignment stays paused until then).
+        while self._outstanding and self._outstanding[0].is_done:
+            request = self._outstanding.popleft()
+            parts = set(request.partitions)
+            if request.kind == "assigned":
+                self._assigned |= parts
+                resume = [_tp(p) for p in parts if p not in self._paused]
+                if resume and self._consumer is not None:
+                    self._consumer.resume(*resume)
+            else:
+                self._assigned -= parts
+                self._paused -= parts
+                for p in parts:
+                    self._next.pop(p, None)
+
+    def poll(self, timeout_s: float = 1.0, max_records: int = 500) -> dict[Partition, list[Record]]:
+        """Records per partition, each list in offset order.
+
+        Returns no records at once while a rebalance step is queued (take it with
+        :meth:`rebalance_requests` first), on timeout, and while the broker cannot be
+        reached (after waiting for the next connection attempt, up to ``timeout_s``; an
+        attempt itself may take ``connect_timeout_s``). While a step taken is not done yet
+        it still drives the consumer (the group may go on without this member once the
+        step has expired) but returns no records.
+        """
+        if self._closing:
+            raise RuntimeError("KafkaSource is closed")
+        self._apply_done()
+        if self._has_queued():
+            return {}
+        deadline = time.monotonic() + timeout_s
+        if self._consumer is None:
+            if not self._backoff.due():
+                time.sleep(min(timeout_s, self._backoff.wait_s()))
+            if not self._backoff.due() or not self.connect():
+                return {}
+        with self._cond:
+            if self._job is None:
+                self._job = _Job(timeout_ms=max(0, int(timeout_s * 1000)), max_records=max_records)
+                self._cond.notify_all()
+            job = self._job
+            # The poller returns within timeout_s unless a group join is in flight: it
+            # then drives the join to its end, and the job stays in flight for later polls.
+            grace = deadline + 0.25
+            while not job.done and not self._queued:
+                remaining = grace - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            if self._queued or not job.done:
+                return {}
+            self._job = None
+        if job.error is not None:
+            error = job.error
+            if isinstance(error, kafka_errors.KafkaError) and error.retriable:
+                log.warning("Kafka poll failed, will retry: %s", error)
+                return {}
+            raise error
+        if self._outstanding:  # records come back after the runner's rebalance steps
+            for tp, batch in (job.result or {}).items():
+                if batch:
+                    self._drop(Partition(tp.topic, tp.partition), batch, "a rebalance step")
+            return {}
+        return self._deliver(job)
+
+    def _has_queued(self) -> bool:
+        with self._cond:
+            return bool(self._queued)
+
+    def _deliver(self, job: _Job) -> dict[Partition, list[Record]]:
+        out: dict[Partition, list[Record]] = {}
+        for tp, batch in (job.result or {}).items():
+            if not batch:
+                continue
+            partition = Partition(tp.topic, tp.partition)
+            if partition not in self._assigned:
+                self._drop(partition, batch, "not assigned")
+                continue
+            if partition in self._paused or partition in job.dirty:
+                self._drop(partition, batch, "paused or sought meanwhile")
+                continue
+            out[partition] = [
+                Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp,
+                       tuple(r.headers) if r.headers else ())
+                for r in batch
+            ]
+            self._next[partition] = batch[-1].offset + 1
+        return out
+
+    def _drop(self, partition: Partition, batch: list[Any], why: str) -> None:
+        # Fetched but not handed out: the consumer's position is past these records, so put
+        # it back (to where the runner expects to continue) for them to be fetched again.
+        rewind = self._next.get(partition, batch[0].offset)
+        log.debug("holding back %d records of %s (%s); position back to %d",
+                  len(batch), partition, why, rewind)
+        try:
+            self._seek(partition, rewind)
+        except ValueError:
+            pass  # no longer assigned to the consumer either: the next owner reads them
+
+    def _seek(self, partition: Partition, offset: int) -> None:
+        if self._consumer is None:
+            raise RuntimeError("not connected to Kafka")
+        with self._cond:
+            job = self._job
+            if job is not None and not job.done and not self._parked:
+                job.dirty.add(partition)
+        self._consumer.seek(_tp(partition), offset)
+
+    def assignment(self) -> frozenset[Partition]:
+        """Partitions this member owns now, as far as the runner is concerned."""
+        self._apply_done()
+        return frozenset(self._assigned)
+
+    def position(self, partition: Partition) -> int | None:
+        """Offset of the next record :meth:`poll` returns for ``partition``, once known."""
+        return self._next.get(partition)
+
+    def seek(self, partition: Partition, offset: int) -> None:
+        """Read ``partition`` from ``offset`` on (also while handling its ``assigned`` step)."""
+        self._apply_done()
+        partition = Partition(partition.topic, partition.partition)
+        if partition not in self._assigned and not self._being_assigned(partition):
+            raise ValueError(f"{partition} is not assigned")
+        self._next[partition] = offset
+        self._seek(partition, offset)
+
+    def _given_up(self) -> set[Partition]:
+        gone: set[Partition] = set()
+        for request in self._outstanding:
+            if request.kind == "lost" or (request.kind == "revoked" and request.expired):
+                gone.update(request.partitions)
+        return gone
+
+    def _being_assigned(self, partition: Partition) -> bool:
+        return any(r.kind == "assigned" and partition in r.partitions for r in self._outstanding)
+
+    def pause(self, partitions: Iterable[Partition]) -> None:
+        """Return no records of ``partitions`` until resumed (the group is not told)."""
+        self._apply_done()
+        parts = {Partition(p.topic, p.partition) for p in partitions}
+        self._paused |= parts
+        with self._cond:
+            job = self._job
+            if job is not None and not job.done and not self._parked:
+                job.dirty |= parts
+        if self._consumer is not None and parts:
+            self._consumer.pause(*map(_tp, parts))
+
+    def resume(self, partitions: Iterable[Partition]) -> None:
+        """Return records of ``partitions`` again, from where they stopped."""
+        self._apply_done()
+        parts = {Partition(p.topic, p.partition) for p in partitions} & self._paused
+        self._paused -= parts
+        live = [_tp(p) for p in parts if p in self._assigned]
+        if self._consumer is not None and live:
+            self._consumer.resume(*live)
+
+    def paused(self) -> frozenset[Partition]:
+        """Partitions paused with :meth:`pause`."""
+        return frozenset(self._paused)
+
+    def commit(self, offsets: Mapping[Partition, int], timeout_s: float = 10.0) -> None:
+        """Commit ``{partition: next offset to read}`` synchronously.
+
+        Partitions of a ``revoked`` step can be committed until that step is done, unless
+        the consumer stopped waiting for it (``expired``: another member may own them
+        already, and Kafka would accept the commit anyway). Partitions of a ``lost`` step
+        are never committed.
+
+        Raises
+        ------
+        CommitError
+            When the commit is not confirmed: broker unreachable, group rebalanced, or a
+            partition this member does not own (or no longer may commit).
+        """
+        if not offsets:
+            return
+        if self._consumer is None:
+            raise CommitError("not connected to Kafka", retriable=True)
+        self._apply_done()
+        parts = {Partition(p.topic, p.partition) for p in offsets}
+        foreign = parts - self._assigned
+        if foreign:
+            raise CommitError(f"not assigned here: {_names(foreign)}", retriable=False)
+        gone = parts & self._given_up()
+        if gone:
+            raise CommitError(f"no longer ours (lost, or revoke timed out): {_names(gone)}",
+                              retriable=False)
+        payload = {_tp(p): OffsetAndMetadata(int(off), "", -1) for p, off in offsets.items()}
+        try:
+            self._consumer.commit(payload, timeout_ms=int(timeout_s * 1000))
+        except kafka_errors.KafkaError as exc:
+            raise CommitError(f"commit failed: {exc}", retriable=exc.retriable) from exc
+
+    def committed(self, partition: Partition, timeout_s: float = 10.0) -> int | None:
+        """The group's committed offset for ``partition`` (None when there is none)."""
+        if self._consumer is None:
+            raise RuntimeError("not connected to Kafka")
+        offset = self._consumer.committed(_tp(partition), timeout_ms=int(timeout_s * 1000))
+        return None if offset is None else int(offset)
+
+    def end_offsets(
+        self, partitions: Iterable[Partition] | None = None, timeout_s: float = 5.0
+    ) -> dict[Partition, int]:
+        """Log-end offsets (the offset the next write gets), asked of the broker."""
+        if self._consumer is None:
+            raise RuntimeError("not connected to Kafka")
+        parts = sorted(self._assigned if partitions is None else partitions)
+        if not parts:
+            return {}
+        ends = self._consumer.end_offsets([_tp(p) for p in parts],
+                                          timeout_ms=int(timeout_s * 1000))
+        return {Partition(tp.topic, tp.partition): int(end) for tp, end in ends.items()}
+
+    def lag(self, refresh: bool = False, timeout_s: float = 5.0) -> dict[Partition, int]:
+        """Records between the position and the log end, per owned partition (when known).
+
+        Uses the high watermark carried by fetch responses; ``refresh=True`` also asks the
+        broker for the end offsets and keeps the larger of the two.
+        """
+        self._apply_done()
+        ends: dict[Partition, int] = {}
+        if refresh and self._consumer is not None and self._assigned:
+            try:
+                ends = self.end_offsets(timeout_s=timeout_s)
+            except kafka_errors.KafkaError as exc:
+                log.warning("end offsets unavailable: %s", exc)
+        out: dict[Partition, int] = {}
+        for p in sorted(self._assigned):
+            known = [v for v in (self._highwater(p), ends.get(p)) if v is not None]
+            position = self._next.get(p)
+            if known and position is not None:
+                out[p] = max(0, max(known) - position)
+        return out
+
+    def _highwater(self, partition: Partition) -> int | None:
+        if self._consumer is None:
+            return None
+        try:
+            high = self._consumer.highwater(_tp(partition))
+        except kafka_errors.IllegalStateError:
+            return None
+        return None if high is None else int(high)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Leave the group and release the client; commits nothing. Idempotent."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self._notifier is not None:
+            self._notifier.notify()
+        poller, consumer = self._poller, self._consumer
+        if poller is not None:
+            poller.join(timeout_s)
+        if consumer is not None:
+            try:
+                consumer.close(autocommit=False, timeout_ms=int(timeout_s * 1000))
+            except Exception:  # noqa: BLE001 -- closing must not fail the shutdown
+                log.warning("closing the Kafka consumer failed", exc_info=True)
+        if poller is not None:
+            poller.join(timeout_s)
+        self._consumer = self._client = self._poller = None
+        self._assigned.clear()
+        self._paused.clear()
+        self._next.clear()
+        self._outstanding.clear()
+        with self._cond:
+            self._queued.clear()
+
+    def __enter__(self) -> KafkaSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _close_producer(producer: KafkaProducer, timeout_s: float) -> None:
+    # KafkaProducer.close() gives up, leaving its sender thread running, when the flush it
+    # starts with times out; then stop the sender without sending and close again.
+    try:
+        producer.close(timeout=timeout_s)
+        return
+    except kafka_errors.KafkaTimeoutError:
+        pass
+    except Exception:  # noqa: BLE001 -- closing must not fail the caller
+        log.warning("closing the Kafka producer failed", exc_info=True)
+        return
+    sender = getattr(producer, "_sender", None)
+    if sender is not None:
+        sender.force_close()
+        sender.join(5.0)
+    try:
+        producer.close(timeout=0)
+    except Exception:  # noqa: BLE001
+        log.warning("closing the Kafka producer failed", exc_info=True)
+
+
+class KafkaSink(Sink):
+    """Producer of outputs and dead letters; every write the broker does not acknowledge is
+    reported.
+
+    Writes wait for all in-sync replicas (``acks="all"``) and the producer is idempotent, so
+    its retries neither lose nor duplicate records. :meth:`send` does not raise for broker
+    trouble: a write that cannot be made becomes a :class:`FailedSend`, and :meth:`flush`
+    raises :class:`DeliveryError` (a :class:`~stream_rnn.io.base.SinkError`) listing them, so
+    the runner never commits past an output that was not acknowledged. :meth:`failures` shows
+    them without raising.
+
+    Parameters
+    ----------
+    bootstrap_servers
+        ``"host:port[,host:port...]"`` or a list of them.
+    client_id
+        Client id shown in broker logs and quotas.
+    compression_type
+        One of :data:`COMPRESSION_TYPES`.
+    security
+        TLS/SASL settings, see :func:`client_options`.
+    producer_options
+        Other ``KafkaProducer`` settings (``linger_ms``, ``batch_size``, ...).
+    delivery_timeout_s
+        Longest a write may take, retries included, before it fails.
+    max_block_s
+        Longest :meth:`send` may block (buffer full, topic metadata unknown).
+    connect_timeout_s
+        Budget of one connection attempt.
+    reconnect_backoff_max_s
+        Longest pause between failed connection attempts.
+    stuck_after_s
+        Writes unanswered for this long mean the producer is stuck and is replaced (see
+        :meth:`flush`); by default ``delivery_timeout_s`` plus half of it (at least 5 s).
+
+    Examples
+    --------
+    >>> sink = KafkaSink(bootstrap_servers="127.0.0.1:9", compression_type="zstd")
+    >>> sink.ready(), sink.pending(), sink.failures()
+    (False, 0, [])
+    >>> sink.close()
+    """
+
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str | Sequence[str],
+        client_id: str = "stream-rnn",
+        compression_type: str | None = None,
+        security: Mapping[str, Any] | None = None,
+        producer_options: Mapping[str, Any] | None = None,
+        delivery_timeout_s: float = 30.0,
+        max_block_s: float = 5.0,
+        connect_timeout_s: float = 5.0,
+        reconnect_backoff_max_s: float = 30.0,
+        stuck_after_s: float | None = None,
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.client_id = client_id
+        self.compression_type = compression_type
+        self.security = security
+        self.producer_options = producer_options
+        self.delivery_timeout_s = delivery_timeout_s
+        self.max_block_s = max_block_s
+        self.connect_timeout_s = connect_timeout_s
+        self.reconnect_backoff_max_s = reconnect_backoff_max_s
+        self.stuck_after_s = stuck_after_s
+
+        if compression_type not in COMPRESSION_TYPES:
+            raise ValueError(f"compression_type must be one of {COMPRESSION_TYPES}")
+        options = dict(producer_options or {})
+        delivery_ms = int(delivery_timeout_s * 1000)
+        linger_ms = int(options.pop("linger_ms", 5))
+        self._options: dict[str, Any] = {
+            "bootstrap_servers": bootstrap_servers,
+            "client_id": client_id,
+            "compression_type": compression_type,
+            "linger_ms": linger_ms,
+            # kafka-python requires delivery_timeout_ms >= linger_ms + request_timeout_ms.
+            "request_timeout_ms": max(1, min(30_000, delivery_ms - linger_ms)),
+            **client_options(security or {}),
+            **options,
+            "acks": "all",
+            "enable_idempotence": True,
+            "delivery_timeout_ms": delivery_ms,
+            "max_block_ms": int(max_block_s * 1000),
+        }
+        self._producer: KafkaProducer | None = None
+        self._client: KafkaNetClient | None = None
+        self._backoff = _Backoff(reconnect_backoff_max_s)
+        self._lock = threading.Lock()  # callbacks run on the producer's sender thread
+        self._failures: list[FailedSend] = []
+        self._pending = 0
+        self._pending_since: float | None = None  # when pending last went from 0 to 1
+        self._generation = 0  # bumped when the producer is replaced; older callbacks ignored
+        self._last_ack = 0.0
+        self._last_failure = -1.0
+        self._closed = False
+
+    @classmethod
+    def from_config(cls, kafka: Any, **kwargs: Any) -> KafkaSink:
+        """Build from the daemon's ``[kafka]`` settings (any object with those attributes)."""
+        return cls(
+            bootstrap_servers=kafka.bootstrap,
+            client_id=kafka.client_id,
+            compression_type=kafka.compression,
+            security=client_options(kafka),
+            **kwargs,
+        )
+
+    def connect(self, timeout_s: float | None = None) -> bool:
+        """Try to connect now, ignoring the backoff; returns whether the producer exists.
+
+        Raises ``KafkaConfigurationError`` for settings kafka-python rejects (never retried).
+        """
+        if self._producer is not None:
+            return True
+        if self._closed:
+            raise RuntimeError("KafkaSink is closed")
+        budget = self.connect_timeout_s if timeout_s is None else timeout_s
+        created: list[KafkaNetClient] = []
+        try:
+            producer = KafkaProducer(
+                **self._options,
+                bootstrap_timeout_ms=max(1, int(budget * 1000)),
+                kafka_client=_client_factory(created),
+            )
+        except kafka_errors.KafkaConfigurationError:
+            _close_clients(created)
+            raise
+        except (kafka_errors.KafkaError, OSError) as exc:
+            _close_clients(created)
+            self._backoff.failed()
+            log.warning(
+                "Kafka producer cannot reach %s (%s); next attempt in %.1f s",
+                self.bootstrap_servers, exc, self._backoff.delay_s,
+            )
+            return False
+        self._backoff.succeeded()
+        self._client = created[-1] if created else None
+        self._producer = producer
+        log.info("Kafka producer connected to %s", self.bootstrap_servers)
+        return True
+
+    def ready(self) -> bool:
+        """True when the producer exists and its latest write outcome was an acknowledgement
+        (or none failed yet), or it holds a live broker connection."""
+        if self._producer is None:
+            return False
+        with self._lock:
+            healthy = self._last_ack > self._last_failure
+        return healthy or _any_broker_connected(self._client)
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: Sequence[tuple[str, bytes]] = (),
+        *,
+        context: Any = None,
+    ) -> None:
+        """Queue one write; if it fails, :meth:`failures` and :meth:`flush` say so.
+
+        Raises only for programming errors (invalid topic name, value not bytes, ...).
+        """
+        if self._closed:
+            raise RuntimeError("KafkaSink is closed")
+        if self._producer is None and not (self._backoff.due() and self.connect()):
+            self._fail(topic, key, context, kafka_errors.KafkaConnectionError("not connected"))
+            return
+        producer = self._producer
+        if producer is None:  # closed concurrently
+            raise RuntimeError("KafkaSink is closed")
+        with self._lock:
+            if self._pending == 0:
+                self._pending_since = time.monotonic()
+            self._pending += 1
+            generation = self._generation
+        try:
+            future = producer.send(topic, value=value, key=key, headers=list(headers))
+        except BaseException as exc:
+            with self._lock:
+                self._settled()
+            if not isinstance(exc, kafka_errors.KafkaError):
+                raise
+            self._fail(topic, key, context, exc)
+            return
+        future.add_callback(self._acked, generation)
+        future.add_errback(self._failed, generation, topic, key, context)
+
+    def _settled(self) -> None:  # with self._lock held
+        self._pending -= 1
+        if self._pending == 0:
+            self._pending_since = None
+
+    def _acked(self, generation: int, _metadata: Any) -> None:
+        with self._lock:
+            if generation == self._generation:
+                self._settled()
+                self._last_ack = time.monotonic()
+
+    def _failed(self, generation: int, topic: str, key: bytes | None, context: Any,
+                error: BaseException) -> None:
+        with self._lock:
+            if generation != self._generation:
+                return  # already reported when the producer was replaced
+            self._settled()
+        self._fail(topic, key, context, error)
+
+    def _fail(self, topic: str, key: bytes | None, context: Any, error: BaseException) -> None:
+        log.warning("Kafka write to %s failed: %s", topic, error)
+        with self._lock:
+            self._failures.append(FailedSend(topic, key, context, error))
+            self._last_failure = time.monotonic()
+
+    def pending(self) -> int:
+        """Writes sent and not yet acknowledged nor failed."""
+        with self._lock:
+            return self._pending
+
+    def failures(self) -> list[FailedSend]:
+        """Writes that failed since the last :meth:`flush` (this call does not clear them)."""
+        with self._lock:
+            return list(self._failures)
+
+    def flush(self, timeout_s: float = 10.0) -> None:
+        """Wait until every write so far is acknowledged.
+
+        The producer is replaced by a new one (on the next :meth:`send`) when a write
+        failed for a reason other than a transient one (a timeout, a lost connection), or
+        when writes stay unanswered well past ``delivery_timeout_s``: the idempotent
+        producer can get stuck in states it does not leave by itself (seen with a broker
+        that restarted and lost its producer ids).
+
+        Raises
+        ------
+        DeliveryError
+            If a write since the previous flush failed, or some are still unacknowledged at
+            the timeout. Failures are reported once: the raise clears them.
+        """
+        if self._producer is not None:
+            try:
+                self._producer.flush(timeout=timeout_s)
+            except kafka_errors.KafkaTimeoutError:
+                pass
+        with self._lock:
+            failures, self._failures = self._failures, []
+            unacknowledged = self._pending
+            since = self._pending_since
+        if failures or unacknowledged:
+            stuck = since is not None and time.monotonic() - since > self._stuck_after_s()
+            if stuck or any(not getattr(f.error, "retriable", False) for f in failures):
+                self._replace_producer()
+            raise DeliveryError(failures, unacknowledged)
+
+    def _stuck_after_s(self) -> float:
+        # kafka-python completes (acks or fails) every write within delivery_timeout_ms;
+        # past that plus a margin, the producer is not going to.
+        if self.stuck_after_s is not None:
+            return self.stuck_after_s
+        return self.delivery_timeout_s + max(5.0, 0.5 * self.delivery_timeout_s)
+
+    def _replace_producer(self) -> None:
+        # Writes still in flight on the old producer count as unacknowledged now (the
+        # caller is told by the DeliveryError being raised) and their callbacks are ignored.
+        with self._lock:
+            self._generation += 1
+            self._pending = 0
+            self._pending_since = None
+        producer, self._producer, self._client = self._producer, None, None
+        if producer is not None:
+            log.warning("replacing the Kafka producer (failed or stuck writes)")
+            _close_producer(producer, 0.0)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Close the producer; queued writes get ``timeout_s`` to complete. Idempotent."""
+        self._closed = True
+        producer, self._producer, self._client = self._producer, None, None
+        if producer is not None:
+            _close_producer(producer, timeout_s)
+
+    def __enter__(self) -> KafkaSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
