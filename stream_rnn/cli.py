@@ -18,8 +18,10 @@ __all__ = ["main", "build_parser"]
 COMMAND_MODULES = (
     "stream_rnn.commands.bench",
     "stream_rnn.commands.demo",
+    "stream_rnn.commands.fraud_eval",
     "stream_rnn.commands.forecast_eval",
     "stream_rnn.commands.nab_score",
+    "stream_rnn.commands.serve",
 )
 
 

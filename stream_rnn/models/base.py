@@ -141,24 +141,31 @@ class RNNBase:
         learned event gives a new feature the next free slot; a prediction ignores it).
         Nothing is mutated before every value has been checked.
         """
-        out[:] = 0.0
+        features = self._features
+        values = [0.0] * out.shape[0]
         new: list[Hashable] = []
         for name, value in x.items():
-            v = _as_finite_float(name, value)
-            idx = self._features.get(name)
+            # Inline checks: this runs for every feature of every event.
+            try:
+                v = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"feature {name!r} is not numeric: {value!r}") from None
+            if v - v != 0.0:  # NaN or +-inf
+                raise ValueError(f"feature {name!r} is not finite: {v!r}")
+            idx = features.get(name)
             if idx is None:
-                if len(self._features) + len(new) >= self._n_inputs:
+                if len(features) + len(new) >= self._n_inputs:
                     raise ValueError(
                         f"feature {name!r} was not in the first event and the model has no "
                         f"free input slot (input_size={self._n_inputs}); pass a larger "
                         "input_size to let features appear later"
                     )
-                if learning:
-                    new.append(name)
-                    idx = len(self._features) + len(new) - 1
-                else:
+                if not learning:
                     continue
-            out[idx] = v
+                new.append(name)
+                idx = len(features) + len(new) - 1
+            values[idx] = v
+        out[:] = values
         for name in new:
             self._features[name] = len(self._features)
 

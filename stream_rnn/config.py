@@ -1,0 +1,254 @@
+"""The daemon's configuration: one frozen object built from file < environment < flags.
+
+The file is TOML (``deploy/stream-rnn.toml`` documents every field). Environment
+variables override it as ``STREAM_RNN_<SECTION>__<FIELD>`` (for example
+``STREAM_RNN_KAFKA__BOOTSTRAP=broker:9092``); command-line flags override both. This is
+the only module that reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Config",
+    "KafkaConfig",
+    "EventsConfig",
+    "ModelConfig",
+    "ScoringConfig",
+    "StateConfig",
+    "MetricsConfig",
+    "LimitsConfig",
+    "ConfigError",
+    "load",
+    "env_var",
+]
+
+ENV_PREFIX = "STREAM_RNN_"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or of the wrong type."""
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    """Brokers, topics, consumer group and client security settings."""
+
+    bootstrap: str = "127.0.0.1:9092"
+    input_topics: tuple[str, ...] = ("events",)
+    output_topic: str = "scores"
+    dlq_topic: str = "dead-letters"
+    labels_topic: str | None = None
+    group: str = "stream-rnn"
+    client_id: str = "stream-rnn"
+    compression: str | None = None
+    session_timeout_ms: int = 45_000
+    heartbeat_interval_ms: int = 3_000
+    max_poll_interval_ms: int = 300_000
+    request_timeout_ms: int = 30_000
+    security_protocol: str = "PLAINTEXT"
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    """How input records are read."""
+
+    key_fields: tuple[str, ...] = ("key",)
+    max_bytes: int = 65_536
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The model each partition runs (one per task type)."""
+
+    task: str = "sensor"
+    cell: str = "lstm"
+    hidden_size: int = 32
+    num_layers: int = 1
+    window: int = 16
+    update_every: int = 16
+    optimizer: str = "adam"
+    lr: float = 0.005
+    clip_norm: float | None = 1.0
+    seed: int = 0
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """Turning scores into flags."""
+
+    threshold: float = 0.999
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    """Checkpoints and the bound on per-key state."""
+
+    checkpoint_dir: str = "./checkpoints"
+    checkpoint_every_events: int = 50_000
+    checkpoint_every_seconds: float = 30.0
+    max_keys_per_partition: int = 100_000
+    warm_start: str | None = None
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """The ``/metrics`` endpoint and which keys get live per-key gauges."""
+
+    addr: str = "127.0.0.1:9464"
+    live_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Batching, timeouts and shutdown."""
+
+    max_poll_records: int = 2_000
+    poll_timeout_seconds: float = 0.2
+    shutdown_timeout_seconds: float = 25.0
+    max_backoff_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything ``stream-rnn serve`` needs."""
+
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+
+
+def env_var(section: str, name: str) -> str:
+    """The environment variable overriding ``section.name``."""
+    return f"{ENV_PREFIX}{section.upper()}__{name.upper()}"
+
+
+def _coerce(section: str, name: str, annotation: Any, value: Any) -> Any:
+    """``value`` (from TOML or a string from the environment/CLI) as the field's type."""
+    where = f"{section}.{name}"
+    hint = annotation
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    optional = origin in (typing.Union, types.UnionType) and type(None) in args
+    if optional:
+        if value is None or (isinstance(value, str) and value.lower() in ("", "none", "null")):
+            return None
+        hint = next(a for a in args if a is not type(None))
+        origin = typing.get_origin(hint)
+    if origin is tuple:
+        if isinstance(value, str):
+            items = [v.strip() for v in value.split(",") if v.strip()]
+        elif isinstance(value, list | tuple):
+            items = list(value)
+        else:
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if not all(isinstance(v, str) for v in items):
+            raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
+        return tuple(items)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+    if hint is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported type {annotation!r}")
+
+
+def _sections() -> dict[str, type]:
+    hints = typing.get_type_hints(Config)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Config)}
+
+
+def load(
+    path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the configuration: defaults < TOML file < environment < ``overrides``.
+
+    ``overrides`` maps ``"section.field"`` to a value (the CLI's flags). Unknown sections
+    or fields in any layer are errors, so a typo never silently falls back to a default.
+
+    Examples
+    --------
+    >>> cfg = load(env={"STREAM_RNN_KAFKA__BOOTSTRAP": "b:9092"},
+    ...            overrides={"kafka.input_topics": "a,b"})
+    >>> cfg.kafka.bootstrap, cfg.kafka.input_topics
+    ('b:9092', ('a', 'b'))
+    """
+    env = os.environ if env is None else env
+    sections = _sections()
+    values: dict[str, dict[str, Any]] = {name: {} for name in sections}
+
+    def put(section: str, name: str, value: Any, origin: str) -> None:
+        if section not in sections:
+            raise ConfigError(f"{origin}: unknown section {section!r}; "
+                              f"known: {', '.join(sections)}")
+        hints = typing.get_type_hints(sections[section])
+        if name not in hints:
+            raise ConfigError(f"{origin}: unknown field {section}.{name}; "
+                              f"known: {', '.join(hints)}")
+        values[section][name] = _coerce(section, name, hints[name], value)
+
+    if path is not None:
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such configuration file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        for section, table in data.items():
+            if not isinstance(table, dict):
+                raise ConfigError(f"{path}: {section!r} must be a table")
+            for name, value in table.items():
+                put(section, name, value, str(path))
+    for var, value in env.items():
+        if var.startswith(ENV_PREFIX) and "__" in var:
+            section, _, name = var[len(ENV_PREFIX):].partition("__")
+            put(section.lower(), name.lower(), value, f"environment {var}")
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        section, _, name = dotted.partition(".")
+        put(section, name, value, f"option {dotted}")
+    built = {name: sections[name](**values[name]) for name in sections}
+    return Config(**built)

@@ -1,0 +1,469 @@
+"""The runner: poll -> parse -> score and learn per partition -> outputs, with checkpoints.
+
+This is the only module that wires sources, sinks, task models, checkpoints and metrics
+together. One loop, one thread: rebalance requests from the client's I/O thread are
+queued and handled here between batches, so no model is ever touched concurrently.
+
+Delivery, per partition (a "task", as in Kafka Streams):
+
+1. outputs and dead letters of processed records are sent, then flushed and acknowledged;
+2. the partition's checkpoint is written atomically (weights, optimizer, keyed state,
+   scorer state and the next offset to read);
+3. only then are offsets committed.
+
+On assignment a partition restores its checkpoint and seeks to its offset (or starts
+fresh). On revocation it is checkpointed and committed before it is released. Lost
+partitions are dropped without committing. After a crash, records since the last
+checkpoint are processed again (at-least-once; each output names its ``src`` so
+duplicates are detectable) and, because processing is deterministic, the state ends
+where an uninterrupted run would. A clean stop checkpoints everything: no duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import OrderedDict
+from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from stream_rnn.config import Config
+from stream_rnn.io.base import Partition, RebalanceRequest, Record, Sink, SinkError, Source
+from stream_rnn.io.events import (
+    Event,
+    InvalidEvent,
+    dead_letter_headers,
+    encode_score,
+    parse_event,
+    parse_label,
+)
+from stream_rnn.metrics import Metrics
+from stream_rnn.state.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
+from stream_rnn.tasks import TASKS, Scored, make_task
+
+__all__ = ["Runner", "PartitionTask", "checkpoint_name"]
+
+log = logging.getLogger("stream_rnn.daemon")
+
+#: Dead-letter reasons the runner adds to the parser's closed set.
+UNKNOWN_FEATURE = "unknown_feature"
+
+
+def checkpoint_name(partition: Partition) -> str:
+    """File stem of a partition's checkpoint (topics may contain dots and dashes)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in partition.topic)
+    return f"{safe}-{partition.partition}"
+
+
+@dataclass
+class PartitionTask:
+    """One owned input partition: its model and where it stands."""
+
+    partition: Partition
+    model: Any
+    next_offset: int = 0
+    events_since_checkpoint: int = 0
+    last_checkpoint: float = field(default_factory=time.monotonic)
+    #: Dead letters not yet acknowledged: while any remain the partition is paused and no
+    #: checkpoint may cover them.
+    undelivered: list[tuple[str, bytes | None, bytes, tuple]] = field(default_factory=list)
+
+
+class Runner:
+    """Drives a source through per-partition task models into a sink.
+
+    Parameters
+    ----------
+    config
+        The daemon's configuration.
+    source, sink
+        Where records come from and outputs go (Kafka, a replay, or in-memory doubles).
+    metrics
+        Metrics to update (see :class:`~stream_rnn.metrics.Metrics`).
+    clock
+        Wall clock in seconds (injectable for tests of event-time lag).
+    """
+
+    def __init__(self, config: Config, source: Source, sink: Sink, metrics: Metrics,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.source = source
+        self.sink = sink
+        self.metrics = metrics
+        self.clock = clock
+        self.tasks: dict[Partition, PartitionTask] = {}
+        self._stop = False
+        self._params = self._model_params()
+        if config.model.task not in TASKS:
+            raise ValueError(f"unknown task {config.model.task!r}; known: {sorted(TASKS)}")
+        # Which partition saw an event id recently, so a delayed label finds its model.
+        self._event_owner: OrderedDict[str, Partition] = OrderedDict()
+        self._live_keys = set(config.metrics.live_keys)
+        self._backoff = 0.0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _model_params(self) -> dict[str, Any]:
+        m = self.config.model
+        return {
+            "cell": m.cell, "hidden_size": m.hidden_size, "num_layers": m.num_layers,
+            "window": m.window, "update_every": m.update_every, "optimizer": m.optimizer,
+            "lr": m.lr, "clip_norm": m.clip_norm, "seed": m.seed, "dtype": m.dtype,
+        }
+
+    def stop(self) -> None:
+        """Ask the loop to finish its batch, checkpoint, commit and return."""
+        self._stop = True
+
+    def run(self, max_idle_polls: int | None = None, until: Callable[[], bool] | None = None
+            ) -> None:
+        """Loop until :meth:`stop`, ``until()`` is true, or ``max_idle_polls`` empty polls
+        in a row; then checkpoint every partition and commit."""
+        idle = 0
+        try:
+            while not self._stop and not (until is not None and until()):
+                worked = self.step()
+                idle = 0 if worked else idle + 1
+                if max_idle_polls is not None and idle >= max_idle_polls:
+                    break
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        """Flush, checkpoint and commit every partition (the clean-stop path)."""
+        for request in self.source.rebalance_requests():
+            self._handle_rebalance(request)
+        try:
+            self._flush()
+            self._checkpoint_and_commit(list(self.tasks.values()))
+        except SinkError as exc:
+            log.error("final flush failed, not committing: %s", exc)
+
+    # ------------------------------------------------------------------ one iteration
+
+    def step(self) -> bool:
+        """Handle rebalances, poll once, process, maybe checkpoint. Returns True if any
+        record was processed."""
+        for request in self.source.rebalance_requests():
+            self._handle_rebalance(request)
+        self._retry_dead_letters()
+        self.metrics.ready.set(1.0 if self.source.ready() else 0.0)
+        batches = self.source.poll(self.config.limits.poll_timeout_seconds,
+                                   self.config.limits.max_poll_records)
+        polled_at = time.monotonic()
+        n = 0
+        labels_topic = self.config.kafka.labels_topic
+        for partition, records in batches.items():
+            if not records:
+                continue
+            n += len(records)
+            if labels_topic is not None and partition.topic == labels_topic:
+                self._apply_labels(records)
+                continue
+            task = self.tasks.get(partition)
+            if task is None:
+                # Records of a partition we no longer own: the new owner will read them.
+                continue
+            self._process(task, records, polled_at)
+        if n:
+            try:
+                self._flush()
+            except SinkError as exc:
+                self._on_sink_failure(exc)
+                return True
+        # Also when idle: the time cadence must cover the tail of a quiet stream.
+        self._maybe_checkpoint()
+        self._update_lag()
+        return n > 0
+
+    # ------------------------------------------------------------------ processing
+
+    def _process(self, task: PartitionTask, records: list[Record], polled_at: float) -> None:
+        cfg = self.config
+        m = self.metrics
+        topic = task.partition.topic
+        m.events_consumed.labels(topic).inc(len(records))
+        valid: list[tuple[Record, Event]] = []
+        for record in records:
+            if record.offset < task.next_offset:
+                continue  # already covered by the restored checkpoint
+            try:
+                event = parse_event(record.value, message_key=record.key,
+                                    key_fields=cfg.events.key_fields,
+                                    max_bytes=cfg.events.max_bytes, src=record.src)
+            except InvalidEvent as exc:
+                self._dead_letter(task, record, exc)
+                continue
+            problem = task.model.check(event) if hasattr(task.model, "check") else None
+            if problem is not None:
+                self._dead_letter(task, record, InvalidEvent(UNKNOWN_FEATURE, problem))
+                continue
+            valid.append((record, event))
+        if valid:
+            events = [e for _, e in valid]
+            scored = task.model.process(events)
+            if not task.model.is_finite():
+                # The batch was answered by a broken model: answer it again from the last
+                # good one (which then learns it), rather than emit garbage.
+                self._rollback(task)
+                scored = task.model.process(events)
+                if not task.model.is_finite():
+                    self._rollback(task)
+                scored = [out if math.isfinite(out.score) else Scored(0.0, {})
+                          for out in scored]
+            threshold = cfg.scoring.threshold
+            flags = 0
+            key_fields = cfg.events.key_fields
+            for (record, event), out in zip(valid, scored, strict=True):
+                flag = out.score > threshold
+                flags += flag
+                body = {
+                    "src": record.src,
+                    "ts": event.ts,
+                    "score": out.score,
+                    "flag": flag,
+                    "model_version": self._version(task),
+                }
+                for name, value in zip(key_fields, event.keys, strict=True):
+                    body[name] = value
+                if event.event_id is not None:
+                    body["id"] = event.event_id
+                    self._remember_owner(event.event_id, task.partition)
+                if out.prediction:
+                    body["prediction"] = out.prediction
+                self.sink.send(cfg.kafka.output_topic, record.key, encode_score(body))
+                m.score.observe(out.score)
+                key = "|".join(event.keys)
+                if key in self._live_keys:
+                    m.live_score.labels(key).set(out.score)
+            m.flags.inc(flags)
+            m.events_scored.labels(topic).inc(len(valid))
+            last = valid[-1][1]
+            m.event_time_lag.labels(topic, str(task.partition.partition)).set(
+                max(0.0, self.clock() - last.ts))
+            self._publish_model_stats(task)
+            self._publish_live_predictions(task)
+        task.next_offset = records[-1].offset + 1
+        task.events_since_checkpoint += len(records)
+        latency = time.monotonic() - polled_at
+        m.processing_latency.observe(latency)
+
+    def _version(self, task: PartitionTask) -> int:
+        return int(task.model.stats().get("version", 0))
+
+    def _publish_model_stats(self, task: PartitionTask) -> None:
+        stats = task.model.stats()
+        p = task.partition
+        labels = (p.topic, str(p.partition))
+        m = self.metrics
+        m.keys_in_state.labels(*labels).set(stats["keys"])
+        m.model_version.labels(*labels).set(stats["version"])
+        if math.isfinite(stats["loss"]):
+            m.training_loss.labels(*labels).set(stats["loss"])
+        if math.isfinite(stats["grad_norm"]):
+            m.gradient_norm.labels(*labels).set(stats["grad_norm"])
+        seen_evictions = getattr(task, "_evictions_seen", 0)
+        if stats["evictions"] > seen_evictions:
+            m.evictions.inc(stats["evictions"] - seen_evictions)
+        task._evictions_seen = stats["evictions"]
+        seen_skips = getattr(task, "_skips_seen", 0)
+        if stats["skipped"] > seen_skips:
+            m.skipped_updates.inc(stats["skipped"] - seen_skips)
+        task._skips_seen = stats["skipped"]
+
+    def _publish_live_predictions(self, task: PartitionTask) -> None:
+        if not self._live_keys or not hasattr(task.model, "forecast"):
+            return
+        for key in self._live_keys:
+            for feature, value in task.model.forecast(key).items():
+                self.metrics.live_prediction.labels(key, feature).set(value)
+
+    def _remember_owner(self, event_id: str, partition: Partition) -> None:
+        owners = self._event_owner
+        owners[event_id] = partition
+        if len(owners) > self.config.state.max_keys_per_partition:
+            owners.popitem(last=False)
+
+    def _apply_labels(self, records: list[Record]) -> None:
+        cfg = self.config
+        for record in records:
+            try:
+                event_id, label = parse_label(record.value, max_bytes=cfg.events.max_bytes)
+            except InvalidEvent as exc:
+                self.sink.send(cfg.kafka.dlq_topic, record.key, record.value or b"",
+                               dead_letter_headers(exc, record.src))
+                self.metrics.events_dead_lettered.labels(exc.reason).inc()
+                continue
+            owner = self._event_owner.get(event_id)
+            task = self.tasks.get(owner) if owner is not None else None
+            if task is not None and task.model.apply_label(event_id, label):
+                self.metrics.labels_applied.inc()
+
+    # ------------------------------------------------------------------ dead letters
+
+    def _dead_letter(self, task: PartitionTask, record: Record, error: InvalidEvent) -> None:
+        item = (self.config.kafka.dlq_topic, record.key, record.value or b"",
+                tuple(dead_letter_headers(error, record.src)))
+        task.undelivered.append(item)
+        self.sink.send(*item)
+        self.metrics.events_dead_lettered.labels(error.reason).inc()
+
+    def _retry_dead_letters(self) -> None:
+        paused = [t for t in self.tasks.values() if t.undelivered]
+        if not paused or time.monotonic() < self._backoff:
+            return
+        for task in paused:
+            for item in task.undelivered:
+                self.sink.send(*item)
+        try:
+            self.sink.flush(self.config.limits.shutdown_timeout_seconds)
+        except SinkError as exc:
+            self._on_sink_failure(exc)
+            return
+        for task in paused:
+            task.undelivered.clear()
+        self.source.resume([t.partition for t in paused])
+        self._backoff = 0.0
+
+    def _flush(self) -> None:
+        self.sink.flush(self.config.limits.shutdown_timeout_seconds)
+        for task in self.tasks.values():
+            task.undelivered.clear()
+
+    def _on_sink_failure(self, exc: SinkError) -> None:
+        """Outputs were not acknowledged: hold every partition with unacknowledged dead
+        letters, and commit nothing until a later flush succeeds."""
+        log.warning("output flush failed: %s", exc)
+        self.metrics.ready.set(0.0)
+        held = [t.partition for t in self.tasks.values() if t.undelivered]
+        if held:
+            self.source.pause(held)
+        delay = min(self.config.limits.max_backoff_seconds,
+                    max(0.5, 2 * (self._backoff and 1.0)))
+        self._backoff = time.monotonic() + delay
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _maybe_checkpoint(self) -> None:
+        st = self.config.state
+        now = time.monotonic()
+        due = [t for t in self.tasks.values()
+               if not t.undelivered and t.events_since_checkpoint > 0
+               and (t.events_since_checkpoint >= st.checkpoint_every_events
+                    or now - t.last_checkpoint >= st.checkpoint_every_seconds)]
+        if due:
+            self._checkpoint_and_commit(due)
+
+    def _checkpoint_and_commit(self, tasks: list[PartitionTask]) -> None:
+        """Checkpoint ``tasks`` (outputs already flushed), then commit their offsets."""
+        offsets = {}
+        for task in tasks:
+            if task.undelivered:
+                continue
+            self._write_checkpoint(task)
+            offsets[task.partition] = task.next_offset
+        if offsets:
+            self.source.commit(offsets)
+
+    def _write_checkpoint(self, task: PartitionTask) -> None:
+        started = time.perf_counter()
+        meta, arrays = task.model.export_state()
+        manifest = {
+            "topic": task.partition.topic,
+            "partition": task.partition.partition,
+            "next_offset": task.next_offset,
+            "task": self.config.model.task,
+            "model": meta,
+            "written_at": self.clock(),
+        }
+        write_checkpoint(self.config.state.checkpoint_dir, checkpoint_name(task.partition),
+                         manifest, arrays)
+        task.events_since_checkpoint = 0
+        task.last_checkpoint = time.monotonic()
+        p = task.partition
+        self.metrics.checkpoint_duration.observe(time.perf_counter() - started)
+        self.metrics.last_checkpoint.labels(p.topic, str(p.partition)).set(self.clock())
+
+    def _restore(self, partition: Partition) -> PartitionTask:
+        cfg = self.config
+        max_keys = cfg.state.max_keys_per_partition
+        try:
+            found = read_checkpoint(cfg.state.checkpoint_dir, checkpoint_name(partition))
+        except CheckpointError as exc:
+            # A damaged checkpoint must not be trusted, nor silently replaced by a fresh
+            # model that would then overwrite it: stop and let an operator decide.
+            raise RuntimeError(f"cannot restore {partition}: {exc}") from exc
+        task_cls = TASKS[cfg.model.task]
+        if found is None:
+            if cfg.state.warm_start:
+                model = self._warm_start(task_cls, max_keys)
+            else:
+                model = make_task(cfg.model.task, self._params, max_keys)
+            return PartitionTask(partition, model, next_offset=0)
+        manifest, arrays = found
+        model = task_cls.from_state(manifest["model"], arrays, self._params, max_keys)
+        return PartitionTask(partition, model, next_offset=int(manifest["next_offset"]))
+
+    def _warm_start(self, task_cls: Any, max_keys: int) -> Any:
+        """Weights (not per-key state) from a checkpoint manifest named by ``warm_start``."""
+        path = Path(self.config.state.warm_start)
+        try:
+            found = read_checkpoint(path.parent, path.name.removesuffix(".json"))
+        except CheckpointError as exc:
+            raise RuntimeError(f"cannot warm-start from {path}: {exc}") from exc
+        if found is None:
+            raise RuntimeError(f"cannot warm-start: no checkpoint manifest at {path}")
+        manifest, arrays = found
+        model = task_cls.from_state(manifest["model"], arrays, self._params, max_keys)
+        model.forget_keys()
+        return model
+
+    def _rollback(self, task: PartitionTask) -> None:
+        """The model turned non-finite: go back to the last checkpoint's model (keeping
+        the current position: those events were already answered) and count it."""
+        log.error("model of %s turned non-finite; rolling back", task.partition)
+        restored = self._restore(task.partition)
+        task.model = restored.model
+        self.metrics.rollbacks.inc()
+
+    # ------------------------------------------------------------------ rebalances
+
+    def _handle_rebalance(self, request: RebalanceRequest) -> None:
+        kind = request.kind
+        try:
+            self.metrics.rebalances.labels(kind).inc()
+            if kind == "assigned":
+                for partition in request.partitions:
+                    if partition.topic == self.config.kafka.labels_topic:
+                        continue
+                    if partition in self.tasks:
+                        continue
+                    task = self._restore(partition)
+                    self.tasks[partition] = task
+                    self.source.seek(partition, task.next_offset)
+            elif kind == "revoked":
+                owned = [self.tasks[p] for p in request.partitions if p in self.tasks]
+                try:
+                    self._flush()
+                    self._checkpoint_and_commit(owned)
+                except SinkError as exc:
+                    log.warning("revoking %s without a final checkpoint: %s",
+                                request.partitions, exc)
+                for task in owned:
+                    del self.tasks[task.partition]
+            elif kind == "lost":
+                for partition in request.partitions:
+                    self.tasks.pop(partition, None)
+            self.metrics.assigned_partitions.set(len(self.tasks))
+            request.done()
+        except BaseException as exc:
+            request.done(exc)
+            raise
+
+    def _update_lag(self) -> None:
+        for partition, lag in self.source.lag().items():
+            self.metrics.consumer_lag.labels(partition.topic, str(partition.partition)).set(
+                lag)

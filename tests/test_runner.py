@@ -1,0 +1,315 @@
+"""The runner over in-memory sources and sinks: delivery order, checkpoints, restarts,
+dead letters, rebalances and rollbacks, with no broker involved."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from stream_rnn.config import load
+from stream_rnn.daemon import Runner, checkpoint_name
+from stream_rnn.io.base import Partition
+from stream_rnn.io.memory import MemorySink, MemorySource
+from stream_rnn.metrics import Metrics
+from stream_rnn.state.checkpoint import read_checkpoint
+
+TOPIC = "events"
+
+
+def _config(tmp_path, **overrides):
+    base = {
+        "kafka.input_topics": TOPIC,
+        "state.checkpoint_dir": str(tmp_path / "ckpt"),
+        "state.checkpoint_every_events": 50,
+        "model.hidden_size": 8,
+        "model.window": 8,
+        "model.update_every": 4,
+    }
+    base.update(overrides)
+    return load(env={}, overrides=base)
+
+
+def _event(t, sensor, value, event_id=None):
+    body = {"ts": 1_700_000_000 + 60 * t, "key": sensor, "features": {"temp": value}}
+    if event_id is not None:
+        body["id"] = event_id
+    return json.dumps(body).encode()
+
+
+def _fill(source, n=300, partitions=2, sensors=6, seed=0):
+    rng = np.random.default_rng(seed)
+    for t in range(n):
+        for s in range(sensors):
+            value = 20 + s + math.sin(t / 7 + s) + 0.1 * rng.normal()
+            source.append(TOPIC, s % partitions, f"s{s}".encode(), _event(t, f"s{s}", value))
+
+
+def _runner(config, source, sink=None):
+    registry = CollectorRegistry()
+    runner = Runner(config, source, sink or MemorySink(), Metrics.create(registry))
+    return runner, registry
+
+
+def _outputs(sink, topic="scores"):
+    return [json.loads(v) for _, v, _ in sink.records.get(topic, [])]
+
+
+def test_every_valid_event_gets_one_score_in_unit_interval(tmp_path):
+    source = MemorySource()
+    _fill(source)
+    source.assign_all()
+    sink = MemorySink()
+    runner, registry = _runner(_config(tmp_path), source, sink)
+    runner.run(max_idle_polls=2)
+    out = _outputs(sink)
+    assert len(out) == 300 * 6
+    assert len({o["src"] for o in out}) == len(out)
+    assert all(0.0 <= o["score"] <= 1.0 and isinstance(o["flag"], bool) for o in out)
+    assert {o["key"] for o in out} == {f"s{s}" for s in range(6)}
+    assert registry.get_sample_value("stream_rnn_events_scored_total", {"topic": TOPIC}) == 1800
+    # A clean stop checkpoints and commits everything.
+    for p in (0, 1):
+        assert source.committed[Partition(TOPIC, p)] == 900
+        manifest, _ = read_checkpoint(tmp_path / "ckpt", checkpoint_name(Partition(TOPIC, p)))
+        assert manifest["next_offset"] == 900
+
+
+def test_outputs_are_flushed_before_checkpoints_before_commits(tmp_path):
+    order = []
+
+    class Recording(MemorySink):
+        def flush(self, timeout_s):
+            order.append("flush")
+            super().flush(timeout_s)
+
+    class RecordingSource(MemorySource):
+        def commit(self, offsets):
+            order.append("commit")
+            super().commit(offsets)
+
+    source = RecordingSource()
+    _fill(source, n=30, partitions=1, sensors=2)
+    source.assign_all()
+    runner, _ = _runner(_config(tmp_path, **{"state.checkpoint_every_events": 10,
+                                             "limits.max_poll_records": 10}),
+                        source, Recording())
+    import stream_rnn.daemon as daemon
+
+    real_write = daemon.write_checkpoint
+
+    def recording_write(*args, **kwargs):
+        order.append("checkpoint")
+        return real_write(*args, **kwargs)
+
+    daemon.write_checkpoint = recording_write
+    try:
+        runner.run(max_idle_polls=1)
+    finally:
+        daemon.write_checkpoint = real_write
+    assert "commit" in order
+    for i, step in enumerate(order):
+        if step == "commit":
+            assert order[i - 1] == "checkpoint"
+        if step == "checkpoint":
+            assert "flush" in order[:i]
+
+
+def _state_of(tmp_path, name):
+    manifest, arrays = read_checkpoint(tmp_path, name)
+    return manifest, arrays
+
+
+def test_restart_from_checkpoint_matches_an_uninterrupted_run(tmp_path):
+    # Reference: one uninterrupted run.
+    ref_source = MemorySource()
+    _fill(ref_source, n=200, partitions=1, sensors=4)
+    ref_source.assign_all()
+    ref_runner, _ = _runner(_config(tmp_path / "ref"), ref_source)
+    ref_runner.run(max_idle_polls=2)
+
+    # Crash after some batches: no shutdown, so only periodic checkpoints exist.
+    source = MemorySource()
+    _fill(source, n=200, partitions=1, sensors=4)
+    source.assign_all()
+    cfg = _config(tmp_path / "crash", **{"limits.max_poll_records": 37})
+    crashed, _ = _runner(cfg, source)
+    for _ in range(9):
+        crashed.step()
+    # Restart: a new runner and a new consumer position from the committed offset.
+    source2 = MemorySource()
+    source2.topics = source.topics
+    source2.committed = dict(source.committed)
+    source2.assign_all()
+    sink2 = MemorySink()
+    restarted, _ = _runner(cfg, source2, sink2)
+    restarted.run(max_idle_polls=2)
+    name = checkpoint_name(Partition(TOPIC, 0))
+    ref_manifest, ref_arrays = _state_of(tmp_path / "ref" / "ckpt", name)
+    manifest, arrays = _state_of(tmp_path / "crash" / "ckpt", name)
+    assert manifest["next_offset"] == ref_manifest["next_offset"] == 800
+    assert set(arrays) == set(ref_arrays)
+    for key in arrays:
+        np.testing.assert_array_equal(arrays[key], ref_arrays[key], err_msg=key)
+    # The restart reprocessed exactly the records after the last checkpoint.
+    first = min(int(json.loads(v)["src"].rsplit(":", 1)[1]) for _, v, _ in
+                sink2.records["scores"])
+    assert first == source.committed[Partition(TOPIC, 0)]
+
+
+def test_bad_records_go_to_the_dead_letter_topic_with_reason_and_bytes(tmp_path):
+    source = MemorySource()
+    good = [_event(t, "s1", 1.0 + t % 3) for t in range(20)]
+    bad = [b"not json", b"[1, 2]", b'{"ts": 1, "key": "s1"}',
+           b'{"ts": 1, "key": "s1", "features": {"temp": "hot"}}',
+           b'{"ts": 1, "key": "s1", "features": {"temp": NaN}}',
+           b'{"ts": "yesterday", "key": "s1", "features": {"temp": 1}}',
+           b'{"ts": 1, "key": "s1", "features": {"pressure": 3.0}}',
+           b"x" * 70_000]
+    for i, value in enumerate(good):
+        source.append(TOPIC, 0, b"s1", value)
+        if i < len(bad):
+            source.append(TOPIC, 0, b"s1", bad[i])
+    source.assign_all()
+    sink = MemorySink()
+    runner, registry = _runner(_config(tmp_path), source, sink)
+    runner.run(max_idle_polls=2)
+    assert len(_outputs(sink)) == len(good)
+    dlq = sink.records["dead-letters"]
+    assert [v for _, v, _ in dlq] == bad
+    reasons = [dict(h)["dlq.reason"].decode() for _, _, h in dlq]
+    assert reasons[0] == "not_json" and reasons[-1] == "oversize"
+    assert "unknown_feature" in reasons
+    total = sum(registry.get_sample_value("stream_rnn_events_dead_lettered_total",
+                                          {"reason": r}) for r in set(reasons))
+    assert total == len(bad)
+
+
+def test_failed_dead_letter_write_pauses_the_partition_and_holds_commits(tmp_path):
+    source = MemorySource()
+    for t in range(10):
+        source.append(TOPIC, 0, b"s1", _event(t, "s1", float(t)))
+    source.append(TOPIC, 0, b"s1", b"garbage")
+    for t in range(10, 20):
+        source.append(TOPIC, 0, b"s1", _event(t, "s1", float(t)))
+    source.assign_all()
+    sink = MemorySink()
+    sink.fail_topics = {"dead-letters"}
+    runner, _ = _runner(_config(tmp_path, **{"limits.max_poll_records": 5}), source, sink)
+    for _ in range(6):
+        runner.step()
+    p = Partition(TOPIC, 0)
+    assert p in source.paused
+    assert source.committed.get(p, 0) <= 10  # nothing past the undelivered dead letter
+    sink.fail_topics = set()
+    runner._backoff = 0.0
+    runner.run(max_idle_polls=2)
+    assert p not in source.paused
+    assert [v for _, v, _ in sink.records["dead-letters"]] == [b"garbage"]
+    assert source.committed[p] == 21
+
+
+def test_revoke_checkpoints_and_commits_before_release_and_assign_restores(tmp_path):
+    source = MemorySource()
+    _fill(source, n=50, partitions=2, sensors=4)
+    source.assign_all()
+    cfg = _config(tmp_path, **{"state.checkpoint_every_events": 10_000})
+    runner, _ = _runner(cfg, source)
+    runner.step()
+    p1 = Partition(TOPIC, 1)
+    request = source.request("revoked", [p1])
+    runner.step()
+    assert request.is_done and request.error is None
+    assert p1 not in runner.tasks
+    offset = source.committed[p1]
+    manifest, _ = read_checkpoint(tmp_path / "ckpt", checkpoint_name(p1))
+    assert manifest["next_offset"] == offset > 0
+    # Another runner (instance) takes it over from exactly there.
+    other_source = MemorySource()
+    other_source.topics = source.topics
+    other_source.committed = dict(source.committed)
+    other_source.request("assigned", [p1])
+    other, _ = _runner(cfg, other_source)
+    other.step()
+    assert other.tasks[p1].next_offset >= offset
+
+
+def test_lost_partitions_are_dropped_without_commit(tmp_path):
+    source = MemorySource()
+    _fill(source, n=20, partitions=1, sensors=2)
+    source.assign_all()
+    runner, _ = _runner(_config(tmp_path, **{"state.checkpoint_every_events": 10_000}),
+                        source)
+    runner.step()
+    p = Partition(TOPIC, 0)
+    source.request("lost", [p])
+    runner.step()
+    assert p not in runner.tasks and p not in source.committed
+
+
+def test_non_finite_model_is_rolled_back_and_counted(tmp_path):
+    source = MemorySource()
+    _fill(source, n=100, partitions=1, sensors=2)
+    source.assign_all()
+    runner, registry = _runner(_config(tmp_path, **{"limits.max_poll_records": 50,
+                                                    "state.checkpoint_every_events": 50}),
+                               source)
+    for _ in range(3):
+        runner.step()
+    task = runner.tasks[Partition(TOPIC, 0)]
+    task.model.detector._net.theta[:] = np.nan  # a fault the guards could not stop
+    runner.step()
+    assert registry.get_sample_value("stream_rnn_rollbacks_total") == 1
+    assert np.isfinite(runner.tasks[Partition(TOPIC, 0)].model.detector._net.theta).all()
+
+
+def test_live_gauges_only_for_allow_listed_keys(tmp_path):
+    source = MemorySource()
+    _fill(source, n=40, partitions=1, sensors=3)
+    source.assign_all()
+    runner, registry = _runner(_config(tmp_path, **{"metrics.live_keys": "s1"}), source)
+    runner.run(max_idle_polls=2)
+    assert registry.get_sample_value("stream_rnn_live_score", {"key": "s1"}) is not None
+    assert registry.get_sample_value("stream_rnn_live_score", {"key": "s2"}) is None
+    assert registry.get_sample_value("stream_rnn_live_prediction",
+                                     {"key": "s1", "feature": "temp"}) is not None
+
+
+def test_unknown_task_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="unknown task"):
+        _runner(_config(tmp_path, **{"model.task": "weather"}), MemorySource())
+
+
+def test_warm_start_takes_weights_but_not_keys(tmp_path):
+    source = MemorySource()
+    _fill(source, n=60, partitions=1, sensors=3)
+    source.assign_all()
+    runner, _ = _runner(_config(tmp_path), source)
+    runner.run(max_idle_polls=2)
+    trained = runner  # noqa: F841 - its checkpoint is the warm start
+    manifest_path = tmp_path / "ckpt" / (checkpoint_name(Partition(TOPIC, 0)) + ".json")
+    fresh_source = MemorySource()
+    fresh_source.append("other", 0, b"s1", _event(0, "s1", 20.0))
+    fresh_source.assign_all()
+    cfg = _config(tmp_path / "new", **{"state.warm_start": str(manifest_path)})
+    warm, _ = _runner(cfg, fresh_source)
+    warm.step()
+    model = warm.tasks[Partition("other", 0)].model.detector
+    _, arrays = read_checkpoint(tmp_path / "ckpt", checkpoint_name(Partition(TOPIC, 0)))
+    # Weights start from the checkpoint (one event has been learned since: no update yet
+    # with update_every=4), keys start empty apart from the one event seen.
+    np.testing.assert_array_equal(model._net.theta, arrays["net/theta"])
+    assert model.n_keys == 1
+
+
+def test_warm_start_from_a_missing_file_is_a_clear_error(tmp_path):
+    source = MemorySource()
+    source.append(TOPIC, 0, b"s1", _event(0, "s1", 1.0))
+    source.assign_all()
+    cfg = _config(tmp_path, **{"state.warm_start": str(tmp_path / "nope.json")})
+    runner, _ = _runner(cfg, source)
+    with pytest.raises(RuntimeError, match="warm-start"):
+        runner.step()
