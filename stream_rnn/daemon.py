@@ -31,7 +31,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stream_rnn.config import Config
-from stream_rnn.io.base import Partition, RebalanceRequest, Record, Sink, SinkError, Source
+from stream_rnn.io.base import (
+    CommitError,
+    Partition,
+    RebalanceRequest,
+    Record,
+    Sink,
+    SinkError,
+    Source,
+)
 from stream_rnn.io.events import (
     Event,
     InvalidEvent,
@@ -366,7 +374,14 @@ class Runner:
             self._write_checkpoint(task)
             offsets[task.partition] = task.next_offset
         if offsets:
-            self.source.commit(offsets)
+            try:
+                self.source.commit(offsets)
+            except CommitError as exc:
+                # The checkpoints stand; restarts seek to them, not to committed offsets,
+                # so a missed commit costs nothing but consumer-lag accuracy. Retriable
+                # failures are retried at the next cadence.
+                log.warning("offset commit failed (%s): %s",
+                            "will retry" if exc.retriable else "partitions moved on", exc)
 
     def _write_checkpoint(self, task: PartitionTask) -> None:
         started = time.perf_counter()

@@ -313,3 +313,27 @@ def test_warm_start_from_a_missing_file_is_a_clear_error(tmp_path):
     runner, _ = _runner(cfg, source)
     with pytest.raises(RuntimeError, match="warm-start"):
         runner.step()
+
+
+def test_a_failed_commit_does_not_stop_the_runner(tmp_path):
+    from stream_rnn.io.base import CommitError
+
+    class Flaky(MemorySource):
+        calls = 0
+
+        def commit(self, offsets):
+            Flaky.calls += 1
+            if Flaky.calls <= 2:
+                raise CommitError("coordinator moving", retriable=True)
+            super().commit(offsets)
+
+    source = Flaky()
+    _fill(source, n=60, partitions=1, sensors=2)
+    source.assign_all()
+    sink = MemorySink()
+    runner, _ = _runner(_config(tmp_path, **{"limits.max_poll_records": 20,
+                                             "state.checkpoint_every_events": 20}),
+                        source, sink)
+    runner.run(max_idle_polls=2)
+    assert len(_outputs(sink)) == 120
+    assert source.committed[Partition(TOPIC, 0)] == 120

@@ -13,7 +13,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-__all__ = ["Partition", "Record", "RebalanceRequest", "Source", "Sink", "SinkError"]
+__all__ = [
+    "CommitError",
+    "Partition",
+    "RebalanceRequest",
+    "Record",
+    "Sink",
+    "SinkError",
+    "Source",
+]
 
 
 class Partition(NamedTuple):
@@ -71,6 +79,18 @@ class RebalanceRequest:
 
 class SinkError(RuntimeError):
     """Records could not be delivered; nothing past them may be committed."""
+
+
+class CommitError(RuntimeError):
+    """An offset commit was not confirmed; nothing may be assumed committed.
+
+    ``retriable`` is True for transient causes (timeout, coordinator moving) and False when
+    the group has moved on (another generation or member owns the partitions).
+    """
+
+    def __init__(self, message: str, *, retriable: bool) -> None:
+        super().__init__(message)
+        self.retriable = retriable
 
 
 class Source(ABC):

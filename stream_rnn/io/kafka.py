@@ -74,7 +74,15 @@ from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.net import KafkaNetClient, WakeupNotifier
 from kafka.structs import MemberState
 
-from stream_rnn.io.base import Partition, RebalanceRequest, Record, Sink, SinkError, Source
+from stream_rnn.io.base import (
+    CommitError,
+    Partition,
+    RebalanceRequest,
+    Record,
+    Sink,
+    SinkError,
+    Source,
+)
 
 __all__ = [
     "COMPRESSION_TYPES",
@@ -154,18 +162,6 @@ def client_options(config: Mapping[str, Any] | Any) -> dict[str, Any]:
     if mechanism is not None and mechanism not in _SASL_MECHANISMS:
         raise ValueError(f"sasl_mechanism must be one of {_SASL_MECHANISMS}, got {mechanism!r}")
     return options
-
-
-class CommitError(RuntimeError):
-    """An offset commit was not confirmed; nothing may be assumed committed.
-
-    ``retriable`` is True for transient causes (timeout, coordinator moving) and False when
-    the group has moved on (another generation or member owns the partitions).
-    """
-
-    def __init__(self, message: str, *, retriable: bool) -> None:
-        super().__init__(message)
-        self.retriable = retriable
 
 
 @dataclass(frozen=True)
