@@ -17,6 +17,7 @@ __all__ = ["main", "build_parser"]
 
 COMMAND_MODULES = (
     "stream_rnn.commands.bench",
+    "stream_rnn.commands.bench_e2e",
     "stream_rnn.commands.demo",
     "stream_rnn.commands.fraud_eval",
     "stream_rnn.commands.forecast_eval",

@@ -223,6 +223,7 @@ class Runner:
                 scored = [out if math.isfinite(out.score) else Scored(0.0, {})
                           for out in scored]
             threshold = cfg.scoring.threshold
+            version = self._version(task)
             flags = 0
             key_fields = cfg.events.key_fields
             for (record, event), out in zip(valid, scored, strict=True):
@@ -233,7 +234,7 @@ class Runner:
                     "ts": event.ts,
                     "score": out.score,
                     "flag": flag,
-                    "model_version": self._version(task),
+                    "model_version": version,
                 }
                 for name, value in zip(key_fields, event.keys, strict=True):
                     body[name] = value

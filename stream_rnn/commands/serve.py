@@ -98,6 +98,7 @@ def serve(config, stop: threading.Event | None = None) -> int:
         "heartbeat_interval_ms": k.heartbeat_interval_ms,
         "max_poll_interval_ms": k.max_poll_interval_ms,
         "request_timeout_ms": k.request_timeout_ms,
+        "fetch_max_wait_ms": k.fetch_max_wait_ms,
         "max_poll_records": config.limits.max_poll_records,
     }
     # A revoking instance gets this long to checkpoint and commit; kept well inside the

