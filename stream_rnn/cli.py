@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "stream_rnn.commands.demo",
     "stream_rnn.commands.fraud_eval",
     "stream_rnn.commands.forecast_eval",
+    "stream_rnn.commands.nab",
     "stream_rnn.commands.nab_score",
     "stream_rnn.commands.serve",
 )

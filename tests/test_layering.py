@@ -26,6 +26,7 @@ ALLOWED = {
     "evaluation": ({"numpy"}, {"evaluation"}),
     "synth": ({"numpy"}, {"synth"}),
     "io": ({"kafka"}, {"io"}),
+    "scoring": ({"numpy", "river"}, {"scoring", "cells", "models"}),
 }
 
 

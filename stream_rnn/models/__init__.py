@@ -12,5 +12,13 @@ from stream_rnn.models.classifier import RNNClassifier
 from stream_rnn.models.forecaster import RNNForecaster
 from stream_rnn.models.fraud import FraudDetector
 from stream_rnn.models.regressor import RNNRegressor
+from stream_rnn.models.sensor import SensorAnomalyDetector
 
-__all__ = ["FraudDetector", "RNNAnomalyDetector", "RNNClassifier", "RNNForecaster", "RNNRegressor"]
+__all__ = [
+    "FraudDetector",
+    "RNNAnomalyDetector",
+    "RNNClassifier",
+    "RNNForecaster",
+    "RNNRegressor",
+    "SensorAnomalyDetector",
+]

@@ -1,0 +1,455 @@
+"""``SensorAnomalyDetector``: calibrated anomaly scores in [0, 1] for sensor streams."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Hashable, Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+from river import base
+
+from stream_rnn.cells._flags import jit
+from stream_rnn.cells.network import Network
+from stream_rnn.cells.scaling import _fold_in, gaussian_surprise, scale_row
+from stream_rnn.models.base import RNNBase
+from stream_rnn.cells.calibrate import (
+    DEFAULT_SCALE,
+    calibrate_many,
+    calibration_rows,
+    check_params,
+    log_surprise,
+)
+from stream_rnn.state.store import KeyedState
+
+__all__ = ["SensorAnomalyDetector"]
+
+_NET_ROWS = ("state", "snapshot", "window_inputs", "window_targets", "window_len", "pending")
+_SCALER_ROWS = ("scale_mean", "scale_var", "scale_count", "last", "ring_t", "ring_x")
+_CAL_ROWS = ("cal_buf", "cal_count", "cal_mean", "cal_var", "cal_peak")
+
+
+@jit
+def _seasonal_index(ring_t, s, n, target):
+    """Ring index of slot ``s``'s newest buffered reading at or before ``target``.
+
+    -1 when the buffer does not reach back that far. Binary search, oldest to newest.
+    """
+    B = ring_t.shape[1]
+    m = min(n, B)
+    if m == 0:
+        return -1
+    first = n - m
+    if not ring_t[s, first % B] <= target:
+        return -1
+    lo, hi = 0, m - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if ring_t[s, (first + mid) % B] <= target:
+            lo = mid
+        else:
+            hi = mid - 1
+    return (first + lo) % B
+
+
+@jit
+def _prepare_sensor(slots, resets, X, T, mean, var, count, last, ring_t, ring_x, season, clip,
+                    memory, U, Y, valid):
+    """Network inputs, targets and validity for a batch of raw readings ``X`` ``(N, D)``.
+
+    ``U[i, :D]`` is the key's previous reading; with ``season > 0`` ``U[i, D:]`` is its
+    reading one season before ``T[i]`` (the newest at or before ``T[i] - season``, or the
+    previous reading while the buffer does not reach back a season). ``Y[i]`` is the
+    current reading. All are scaled with the key's statistics from before event ``i``,
+    then the reading is folded in and buffered.
+    """
+    D = X.shape[1]
+    B = ring_t.shape[1]
+    for i in range(slots.shape[0]):
+        s = slots[i]
+        if resets[i]:
+            mean[s] = 0.0
+            var[s] = 0.0
+            count[s] = 0
+            last[s] = 0.0
+            ring_t[s] = 0.0
+            ring_x[s] = 0.0
+        n = count[s]
+        # The first two readings only seed the statistics: a spread from one reading would
+        # make the second reading's scaled value depend on the sensor's units.
+        valid[i] = n > 1
+        scale_row(mean, var, count, s, last[s], clip, U[i, :D])
+        if season > 0.0:
+            j = _seasonal_index(ring_t, s, n, T[i] - season)
+            if j >= 0:
+                scale_row(mean, var, count, s, ring_x[s, j], clip, U[i, D:])
+            else:
+                scale_row(mean, var, count, s, last[s], clip, U[i, D:])
+        scale_row(mean, var, count, s, X[i], clip, Y[i])
+        _fold_in(mean, var, count, s, X[i], memory)
+        for k in range(D):
+            last[s, k] = X[i, k]
+        if season > 0.0:
+            ring_t[s, n % B] = T[i]
+            for k in range(D):
+                ring_x[s, n % B, k] = X[i, k]
+
+
+@jit
+def _add_surprise(z, valid, u):
+    for i in range(z.shape[0]):
+        if valid[i]:
+            u[i] += log_surprise(z[i])
+
+
+def _as_seconds(t: Any) -> float:
+    """Event time in seconds since the epoch; NaN for ``None``."""
+    if t is None:
+        return math.nan
+    if isinstance(t, dt.datetime):
+        return t.timestamp()
+    if isinstance(t, np.datetime64):
+        return float(t.astype("datetime64[us]").astype(np.int64)) / 1e6
+    return float(t)
+
+
+def _times_array(times: Any, n: int) -> np.ndarray:
+    if times is None:
+        return np.full(n, np.nan)
+    arr = np.asarray(times)
+    if np.issubdtype(arr.dtype, np.datetime64):
+        out = arr.astype("datetime64[us]").astype(np.int64) / 1e6
+    elif arr.dtype == object:
+        out = np.array([_as_seconds(t) for t in arr], dtype=np.float64)
+    else:
+        out = arr.astype(np.float64)
+    if out.shape != (n,):
+        raise ValueError(f"times must have one entry per row ({n}), got shape {out.shape}")
+    return np.ascontiguousarray(out)
+
+
+class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
+    """Anomaly scores in [0, 1] that mean the same rarity on every sensor.
+
+    For every key (a sensor), recurrent networks read the key's previous reading (and,
+    with ``season``, its reading one season earlier) and forecast the current one as a
+    Gaussian per feature, as :class:`~stream_rnn.models.RNNAnomalyDetector` does. The
+    surprise of a reading is ``max_k log(1 + z_k^2)`` over its standardized residuals
+    ``z_k``, averaged over ``n_members`` networks with different seeds (a small ensemble
+    steadies the surprise of a model that is still learning). The surprise becomes a score
+    through :mod:`stream_rnn.cells.calibrate`: the mean surprise of the last
+    ``short_window`` readings against the key's long-run distribution of it, as a Gaussian
+    tail probability ``p``, reported as ``x / (x + score_scale)`` with ``x = -log10 p``.
+
+    Strictly online: the score of a reading uses that reading and earlier ones only.
+    Readings are standardized per key with running statistics, so sensors in any units
+    share one set of weights and one threshold.
+
+    Warm-up: a key's first ``warmup`` readings score 0 (they are learned from and feed the
+    calibration, but their tail probability would be guesswork); a key's first two
+    readings only seed its running statistics. After an alarm, scores stay 0 until the evidence
+    exceeds the alarm's peak decayed over ``refractory`` readings: an incident spikes once.
+
+    ``score_one`` changes nothing; ``learn_one`` moves the key's state, statistics and
+    calibration, and learns. Both take the reading's time ``t`` (seconds since the epoch,
+    a ``datetime`` or a ``numpy.datetime64``), used only for the seasonal input.
+
+    Parameters
+    ----------
+    cell, hidden_size, num_layers, window, update_every, optimizer, lr, clip_norm, seed
+        As for :class:`~stream_rnn.models.RNNRegressor`; member ``j`` is seeded ``seed + j``.
+    n_members
+        Networks whose surprises are averaged.
+    season
+        Seconds between a reading and the one that serves as its seasonal input (a day by
+        default); ``None`` disables the seasonal input.
+    season_buffer
+        Readings per key kept to look a season back (at least a season's worth: 288 for
+        5-minute data and a daily season).
+    scale_memory
+        Readings after which the per-key statistics become an exponential average.
+    clip
+        Standardized inputs and targets are clipped to ``[-clip, clip]``.
+    short_window, long_memory, warmup, refractory, score_scale
+        Calibration (see :class:`~stream_rnn.cells.calibrate.SurpriseCalibrator`;
+        ``score_scale`` is its ``scale``).
+    activation, weight_decay, dropout, max_keys, input_size, dtype
+        As for :class:`~stream_rnn.models.RNNRegressor`.
+
+    Examples
+    --------
+    >>> import math
+    >>> from stream_rnn.models import SensorAnomalyDetector
+    >>> detector = SensorAnomalyDetector(hidden_size=8, n_members=3, season=None, warmup=200)
+    >>> scores = []
+    >>> for t in range(1500):
+    ...     x = {"temp": 20 + 5 * math.sin(t / 10) + (15 if 1400 <= t < 1403 else 0)}
+    ...     scores.append(detector.score_one(x, t=60.0 * t))
+    ...     detector.learn_one(x, t=60.0 * t)
+    >>> incident, before = max(scores[1400:1403]), max(scores[1000:1400])
+    >>> print(f"warm-up {max(scores[:200]):.2f}, before {before:.2f}, incident {incident:.2f}")
+    warm-up 0.00, before 0..., incident 0...
+    >>> bool(incident > 0.5 > before)
+    True
+    """
+
+    def __init__(
+        self,
+        cell: str = "lstm",
+        hidden_size: int = 32,
+        num_layers: int = 1,
+        window: int = 16,
+        update_every: int = 1,
+        optimizer: str = "adam",
+        lr: float = 0.005,
+        clip_norm: float | None = 1.0,
+        seed: int = 0,
+        n_members: int = 3,
+        season: float | None = 86_400.0,
+        season_buffer: int = 2048,
+        scale_memory: int = 10_000,
+        clip: float = 10.0,
+        short_window: int = 3,
+        long_memory: int = 500,
+        warmup: int = 300,
+        refractory: int = 300,
+        score_scale: float = DEFAULT_SCALE,
+        activation: str = "tanh",
+        weight_decay: float = 0.0,
+        dropout: float = 0.0,
+        max_keys: int | None = 10_000,
+        input_size: int | None = None,
+        dtype: str = "float32",
+    ) -> None:
+        self._init_common(
+            cell=cell, hidden_size=hidden_size, num_layers=num_layers, window=window,
+            update_every=update_every, optimizer=optimizer, lr=lr, clip_norm=clip_norm,
+            seed=seed, activation=activation, weight_decay=weight_decay, dropout=dropout,
+            max_keys=max_keys, input_size=input_size, dtype=dtype,
+        )
+        self.n_members = n_members
+        self.season = season
+        self.season_buffer = season_buffer
+        self.scale_memory = scale_memory
+        self.clip = clip
+        self.short_window = short_window
+        self.long_memory = long_memory
+        self.warmup = warmup
+        self.refractory = refractory
+        self.score_scale = score_scale
+        self._nets: list[Network] = []
+
+    @classmethod
+    def _unit_test_params(cls):
+        yield {"hidden_size": 4, "window": 4, "n_members": 1, "warmup": 5, "season": None}
+        yield {"cell": "gru", "hidden_size": 3, "n_members": 2, "warmup": 10, "input_size": 40}
+
+    # ------------------------------------------------------------- building
+
+    @property
+    def _seasonal(self) -> bool:
+        return self.season is not None
+
+    def _network_inputs(self) -> int:
+        return 2 * self._n_inputs if self._seasonal else self._n_inputs
+
+    def _build(self, feature_names: list[Hashable]) -> None:
+        self._validate_common()
+        check_params(self.short_window, self.long_memory, self.warmup, self.refractory,
+                     self.score_scale)
+        if not (isinstance(self.n_members, int | np.integer) and self.n_members >= 1):
+            raise ValueError(f"n_members must be a positive integer, got {self.n_members!r}")
+        if self.season is not None and not self.season > 0:
+            raise ValueError(f"season must be > 0 seconds or None, got {self.season!r}")
+        if not (isinstance(self.season_buffer, int | np.integer) and self.season_buffer >= 1):
+            raise ValueError(f"season_buffer must be a positive integer, got "
+                             f"{self.season_buffer!r}")
+        names = sorted(feature_names, key=str)
+        if self.input_size is not None and len(names) > self.input_size:
+            raise ValueError(
+                f"the first event has {len(names)} features but input_size={self.input_size}"
+            )
+        self._features = {name: i for i, name in enumerate(names)}
+        D = self._n_inputs = len(names) if self.input_size is None else int(self.input_size)
+        self._nets = [
+            Network(
+                cell=self.cell, input_size=max(1, self._network_inputs()),
+                hidden_size=self.hidden_size, num_layers=self.num_layers, target_size=D,
+                loss="gaussian", activation=self.activation, window=self.window,
+                update_every=self.update_every, optimizer=self.optimizer, lr=self.lr,
+                clip_norm=self.clip_norm, weight_decay=self.weight_decay,
+                dropout=self.dropout, seed=self.seed + j, dtype=self.dtype,
+            )
+            for j in range(self.n_members)
+        ]
+        # The base class reports updates and losses of ``_net``: the first member's.
+        self._net = self._nets[0]
+        templates: dict[str, np.ndarray] = {}
+        for j, net in enumerate(self._nets):
+            for name, arr in net.keyed_arrays(1).items():
+                templates[f"m{j}.{name}"] = arr
+        B = self.season_buffer if self._seasonal else 1
+        rows = {
+            "scale_mean": ((D,), np.float64),
+            "scale_var": ((D,), np.float64),
+            "scale_count": ((), np.int64),
+            "last": ((D,), np.float64),
+            "ring_t": ((B,), np.float64),
+            "ring_x": ((B, D), np.float64),
+            **calibration_rows(self.short_window),
+        }
+        for name, (shape, dtype) in rows.items():
+            templates[name] = np.zeros((1, *shape), dtype=dtype)
+        max_keys = 1_000_000 if self.max_keys is None else int(self.max_keys)
+        self._store = KeyedState(templates, max_keys=max_keys)
+
+    def _ensure_built(self, x: dict) -> None:
+        if self._net is None:
+            self._build(list(x))
+            self._make_buffers()
+
+    def _make_buffers(self) -> None:
+        buf = self._buf = SimpleNamespace()
+        D = self._n_inputs
+        dt_ = self._net.dtype
+        buf.x = np.zeros((1, D), dtype=np.float64)
+        buf.t = np.zeros(1, dtype=np.float64)
+        buf.U = np.zeros((1, max(1, self._network_inputs())), dtype=dt_)
+        buf.Y = np.zeros((1, D), dtype=dt_)
+        buf.valid = np.zeros(1, dtype=np.bool_)
+        buf.out = np.zeros(2 * D, dtype=dt_)
+        buf.z = np.zeros((1, D), dtype=np.float64)
+        buf.u = np.zeros(1, dtype=np.float64)
+        buf.score = np.zeros(1, dtype=np.float64)
+        buf.slot1 = np.zeros(1, dtype=np.int64)
+        buf.reset1 = np.zeros(1, dtype=np.bool_)
+
+    def _member_rows(self, j: int) -> dict[str, np.ndarray]:
+        # Looked up on every call: the store replaces its arrays when it grows.
+        arrays = self._store.arrays
+        return {name: arrays[f"m{j}.{name}"] for name in _NET_ROWS}
+
+    # ------------------------------------------------------------- one event
+
+    def _rows(self, slot: int, commit: bool) -> tuple[dict[str, np.ndarray], int]:
+        """Scaler and calibration rows to work on, and the slot index within them.
+
+        The live arrays when committing, else copies of this key's rows (scoring moves
+        nothing).
+        """
+        arrays = self._store.arrays
+        names = _SCALER_ROWS + _CAL_ROWS
+        if commit:
+            return {name: arrays[name] for name in names}, slot
+        return {name: arrays[name][slot : slot + 1].copy() for name in names}, 0
+
+    def _one(self, slot: int, t: Any, learning: bool) -> float:
+        """Score the reading in ``_buf.x`` of ``slot`` (learning from it with ``learning``)."""
+        buf = self._buf
+        rows, buf.slot1[0] = self._rows(slot, commit=learning)
+        buf.reset1[0] = False
+        buf.t[0] = _as_seconds(t)
+        _prepare_sensor(buf.slot1, buf.reset1, buf.x, buf.t, rows["scale_mean"],
+                        rows["scale_var"], rows["scale_count"], rows["last"], rows["ring_t"],
+                        rows["ring_x"], self._season_seconds, self.clip, self.scale_memory,
+                        buf.U, buf.Y, buf.valid)
+        if not buf.valid[0]:
+            return 0.0
+        buf.u[0] = 0.0
+        for j, net in enumerate(self._nets):
+            keyed = self._member_rows(j)
+            if learning:
+                net.learn(keyed, slot, buf.U[0], buf.Y[0], buf.out)
+            else:
+                net.predict(keyed, slot, buf.U[0], buf.out)
+            gaussian_surprise(buf.out[None, :], buf.Y, buf.z)
+            _add_surprise(buf.z, buf.valid, buf.u)
+        buf.u[0] /= len(self._nets)
+        calibrate_many(buf.slot1, buf.reset1, buf.valid, buf.u, rows["cal_buf"],
+                       rows["cal_count"], rows["cal_mean"], rows["cal_var"], rows["cal_peak"],
+                       self.warmup, self.long_memory, self.refractory, self.score_scale,
+                       buf.score)
+        return float(buf.score[0])
+
+    @property
+    def _season_seconds(self) -> float:
+        return 0.0 if self.season is None else float(self.season)
+
+    def score_one(self, x: dict, key: Hashable | None = None, t: Any = None,
+                  **kwargs: Any) -> float:
+        """Anomaly score in [0, 1] of reading ``x`` of ``key`` at time ``t``; moves nothing."""
+        if self._net is None:
+            return 0.0
+        self._vectorize(x, self._buf.x[0], learning=False)
+        slot = self._store.get(self._key(key))
+        if slot < 0:
+            return 0.0
+        return self._one(slot, t, learning=False)
+
+    def learn_one(self, x: dict, key: Hashable | None = None, t: Any = None,
+                  **kwargs: Any) -> None:
+        """Fold reading ``x`` of ``key`` at time ``t`` into the key's state and learn."""
+        self.score_learn_one(x, key=key, t=t)
+
+    def score_learn_one(self, x: dict, key: Hashable | None = None, t: Any = None) -> float:
+        """Learn from reading ``x`` and return its score (as ``score_one`` before it)."""
+        self._ensure_built(x)
+        self._vectorize(x, self._buf.x[0], learning=True)
+        slot, is_new = self._store.slot_for(self._key(key))
+        if is_new:
+            self._store.clear(slot)
+        return self._one(slot, t, learning=True)
+
+    # ------------------------------------------------------------- batches
+
+    def score_learn_many(self, X: np.ndarray, keys: Sequence[Hashable] | None = None,
+                         times: Any = None) -> np.ndarray:
+        """Batch path: score each row, then learn from it, in a few compiled calls.
+
+        ``X`` is ``(N, input_size)`` raw readings in feature-slot order (see
+        ``feature_names``), ``keys`` one key per row (``None``: the global sequence),
+        ``times`` one time per row (seconds since the epoch or ``datetime64``; ``None``:
+        no seasonal input). Identical to ``score_one`` then ``learn_one`` row by row.
+        Returns the scores.
+        """
+        if self._net is None:
+            raise RuntimeError("learn at least one event with learn_one to fix the features")
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        D = self._n_inputs
+        if X.ndim != 2 or X.shape[1] != D:
+            raise ValueError(f"X must be (N, {D}), got {X.shape}")
+        bad = ~np.isfinite(X)
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            raise ValueError(f"feature {self.feature_names[col]!r} is not finite in row {row}")
+        n = X.shape[0]
+        T = _times_array(times, n)
+        slots, resets = self._assign_slots([None] * n if keys is None else list(keys))
+        arrays = self._store.arrays
+        dt_ = self._net.dtype
+        U = np.empty((n, max(1, self._network_inputs())), dtype=dt_)
+        Y = np.empty((n, D), dtype=dt_)
+        valid = np.empty(n, dtype=np.bool_)
+        _prepare_sensor(slots, resets, X, T, arrays["scale_mean"], arrays["scale_var"],
+                        arrays["scale_count"], arrays["last"], arrays["ring_t"],
+                        arrays["ring_x"], self._season_seconds, self.clip, self.scale_memory,
+                        U, Y, valid)
+        u = np.zeros(n, dtype=np.float64)
+        z = np.empty((n, D), dtype=np.float64)
+        for j, net in enumerate(self._nets):
+            outs, _, _ = net.run_batch(self._member_rows(j), slots, resets, U, Y, valid)
+            gaussian_surprise(outs, Y, z)
+            _add_surprise(z, valid, u)
+        u /= len(self._nets)
+        scores = np.empty(n, dtype=np.float64)
+        calibrate_many(slots, resets, valid, u, arrays["cal_buf"], arrays["cal_count"],
+                       arrays["cal_mean"], arrays["cal_var"], arrays["cal_peak"], self.warmup,
+                       self.long_memory, self.refractory, self.score_scale, scores)
+        return scores
+
+    @property
+    def n_updates(self) -> int:
+        """Weight updates applied so far, summed over the members."""
+        return sum(net.n_updates for net in self._nets)
