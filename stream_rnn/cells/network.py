@@ -299,23 +299,45 @@ class Network:
             "pending": np.zeros(n_slots, np.int64),
         }
 
+    def bind(self, keyed: dict[str, np.ndarray]) -> tuple[tuple, tuple, tuple]:
+        """Argument tuples of the per-event kernels for these keyed arrays.
+
+        The per-event API pays for every Python-level argument it assembles; estimators
+        build these once (again only when their store reallocates) and call
+        :meth:`predict_bound` / :meth:`learn_bound`.
+        """
+        ws = self._workspace
+        predict_args = (self.cfg, self.offs, self.theta, keyed["state"])
+        predict_tail = (ws[1], ws[2], ws[7], ws[6])
+        learn_args = (
+            self.cfg, self.hyper, self.offs, self.theta, self.grad, self.opt, self.counters,
+            self.rng, *ws,
+            keyed["state"], keyed["snapshot"], keyed["window_inputs"], keyed["window_targets"],
+            keyed["window_len"], keyed["pending"],
+        )
+        return predict_args, predict_tail, learn_args
+
+    def predict_bound(self, bound: tuple[tuple, tuple, tuple], slot: int, u: np.ndarray,
+                      out: np.ndarray) -> None:
+        """:meth:`predict` with arguments from :meth:`bind`."""
+        K.predict_slot(*bound[0], slot, u, out, *bound[1])
+
+    def learn_bound(self, bound: tuple[tuple, tuple, tuple], slot: int, u: np.ndarray,
+                    y: np.ndarray, out: np.ndarray) -> bool:
+        """:meth:`learn` with arguments from :meth:`bind`."""
+        return bool(K.learn_slot(*bound[2], slot, u, y, out, self.stats))
+
     def predict(self, keyed: dict[str, np.ndarray], slot: int, u: np.ndarray,
                 out: np.ndarray) -> None:
         """Head output for ``u`` from ``slot``'s state (``slot=-1``: a new entity); no state moves."""
-        ws = self._workspace
-        K.predict_slot(self.cfg, self.offs, self.theta, keyed["state"], slot, u, out,
-                       ws[1], ws[2], ws[7], ws[6])
+        self.predict_bound(self.bind(keyed), slot, u, out)
 
     def learn(self, keyed: dict[str, np.ndarray], slot: int, u: np.ndarray, y: np.ndarray,
               out: np.ndarray) -> bool:
         """Step ``slot`` with ``u`` (its output before learning goes to ``out``) and learn
         from target ``y`` when the entity's update is due. Returns whether an update ran;
         its loss and gradient norm are then in ``self.stats``."""
-        return bool(K.learn_slot(
-            self.cfg, self.hyper, self.offs, self.theta, self.grad, self.opt, self.counters,
-            self.rng, *self._workspace,
-            keyed["state"], keyed["snapshot"], keyed["window_inputs"], keyed["window_targets"],
-            keyed["window_len"], keyed["pending"], slot, u, y, out, self.stats))
+        return self.learn_bound(self.bind(keyed), slot, u, y, out)
 
     def reset(self, keyed: dict[str, np.ndarray], slot: int) -> None:
         """Forget one entity's state and window."""

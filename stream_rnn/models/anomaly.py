@@ -152,7 +152,7 @@ class RNNAnomalyDetector(RNNBase, base.AnomalyDetector):
         slot = self._store.get(self._key(key))
         if slot < 0 or not self._prepare(slot, reset=False, commit=False):
             return 0.0
-        self._net.predict(self._store.arrays, slot, self._buf.U[0], self._buf.out)
+        self._net.predict_bound(self._bound(), slot, self._buf.U[0], self._buf.out)
         gaussian_surprise(self._buf.out[None, :], self._buf.Y, self._buf.z)
         return float(np.mean(self._buf.z[0] ** 2))
 
@@ -184,7 +184,7 @@ class RNNAnomalyDetector(RNNBase, base.AnomalyDetector):
         if is_new:
             self._store.clear(slot)
         if self._prepare(slot, reset=False, commit=True):
-            self._net.learn(self._store.arrays, slot, self._buf.U[0], self._buf.Y[0], self._buf.out)
+            self._net.learn_bound(self._bound(), slot, self._buf.U[0], self._buf.Y[0], self._buf.out)
 
     def score_learn_many(self, X: np.ndarray, keys: list[Hashable] | None = None
                          ) -> np.ndarray:

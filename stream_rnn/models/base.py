@@ -175,6 +175,15 @@ class RNNBase:
     def _key(key: Hashable | None) -> Hashable:
         return GLOBAL_KEY if key is None else key
 
+    def _bound(self) -> tuple[tuple, tuple, tuple]:
+        """Kernel arguments for the current store arrays (renewed when they reallocate)."""
+        buf = self._buf
+        generation = self._store.generation
+        if getattr(buf, "bound_generation", -1) != generation:
+            buf.bound = self._net.bind(self._store.arrays)
+            buf.bound_generation = generation
+        return buf.bound
+
     def _slot_for_learning(self, key: Hashable | None) -> int:
         assert self._store is not None
         slot, is_new = self._store.slot_for(self._key(key))

@@ -132,7 +132,7 @@ class RNNClassifier(RNNBase, base.Classifier):
             raise
         self._buf.y[0] = target
         slot = self._slot_for_learning(key)
-        self._net.learn(self._store.arrays, slot, self._buf.u, self._buf.y, self._buf.out)
+        self._net.learn_bound(self._bound(), slot, self._buf.u, self._buf.y, self._buf.out)
 
     def predict_proba_one(self, x: dict, key: Hashable | None = None,
                           **kwargs: Any) -> dict[Any, float]:
@@ -140,7 +140,7 @@ class RNNClassifier(RNNBase, base.Classifier):
         if self._net is not None:
             self._vectorize(x, self._buf.u, learning=False)
             slot = self._store.get(self._key(key))
-            self._net.predict(self._store.arrays, slot, self._buf.u, self._buf.out)
+            self._net.predict_bound(self._bound(), slot, self._buf.u, self._buf.out)
             logit = float(self._buf.out[0])
             p = 1.0 / (1.0 + math.exp(-logit)) if logit >= 0 else math.exp(logit) / (
                 1.0 + math.exp(logit))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable
 from types import SimpleNamespace
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import numpy as np
 from river import base
 
-from stream_rnn.cells.scaling import location_scale, scale_targets
+from stream_rnn.cells.scaling import scale_targets
 from stream_rnn.models.base import RNNBase, check_target
 
 __all__ = ["RNNRegressor"]
@@ -149,21 +150,29 @@ class RNNRegressor(RNNBase, base.Regressor):
         else:
             self._buf.y_scaled[0, 0] = y_value
         slot = self._slot_for_learning(key)
-        self._net.learn(self._store.arrays, slot, self._buf.u, self._buf.y_scaled[0], self._buf.out)
+        self._net.learn_bound(self._bound(), slot, self._buf.u, self._buf.y_scaled[0],
+                              self._buf.out)
 
     def predict_one(self, x: dict, key: Hashable | None = None, **kwargs: Any) -> float:
         if self._net is None:
             return 0.0
         self._vectorize(x, self._buf.u, learning=False)
         slot = self._store.get(self._key(key))
-        self._net.predict(self._store.arrays, slot, self._buf.u, self._buf.out)
+        self._net.predict_bound(self._bound(), slot, self._buf.u, self._buf.out)
         return self._unscale(float(self._buf.out[0]))
 
     def _unscale(self, value: float) -> float:
         if not self.scale_target:
             return value
-        loc, sc = location_scale(self._y_mean, self._y_var, self._y_count, 0, 0)
-        return value * sc + loc
+        # Same arithmetic as cells.scaling.location_scale, without a compiled call per event.
+        n = int(self._y_count[0])
+        if n == 0:
+            return value
+        mean = float(self._y_mean[0, 0])
+        if n == 1:
+            return value + mean
+        std = max(math.sqrt(float(self._y_var[0, 0])), 1e-6 * (1.0 + abs(mean)))
+        return value * std + mean
 
     def predict_learn_many(self, X: np.ndarray, y: np.ndarray, keys: list[Hashable] | None = None
                            ) -> np.ndarray:

@@ -55,6 +55,8 @@ class KeyedState:
         self._slots: OrderedDict[Hashable, int] = OrderedDict()
         self._free: list[int] = []
         self.evictions = 0
+        #: Bumped whenever the arrays are reallocated, so cached references can be renewed.
+        self.generation = 0
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -118,6 +120,7 @@ class KeyedState:
             grown[: arr.shape[0]] = arr
             self.arrays[name] = grown
         self._capacity = capacity
+        self.generation += 1
 
     def keys_by_slot(self) -> list[Hashable]:
         """Keys in least- to most-recently-used order (the order checkpoints keep)."""
@@ -154,5 +157,6 @@ class KeyedState:
             fresh[: len(keys)] = src
             self.arrays[name] = fresh
         self._capacity = capacity
+        self.generation += 1
         self._slots = OrderedDict((k, i) for i, k in enumerate(keys))
         self._free = []
