@@ -22,9 +22,9 @@ Speed notes, since much of the structure below exists for them. At the sizes thi
   non-negative. Hence the polynomial ``exp``, the NumPy error model where denominators
   cannot be zero, ``< 0`` guards, and column *views* of ``theta`` rather than offset
   arithmetic (LLVM can then bound what each loop touches and keep it vectorized).
-- Everything runs in ``theta``'s dtype (a Python float constant would silently promote
-  float32 arithmetic to float64, half the SIMD width plus conversions). sigmoid and tanh
-  are within 2 ulp in either precision.
+- Per-element arithmetic runs in ``theta``'s dtype (a Python float constant would
+  silently promote float32 arithmetic to float64: half the SIMD width, plus conversions).
+  sigmoid and tanh are within 2 ulp in either precision.
 - Kernels compile without reference counting (``jit_noalloc``), so views are free.
 - The backward pass sums weight gradients over the whole window at the end instead of
   adding an outer product per step, which touches ``grad`` a quarter as often.
@@ -715,9 +715,9 @@ def backward_window(cfg, offs, theta, Y, n, first_loss, grad,
         cur = 1 - cur
     # ws_g[t] now holds dL/d(pre-activations) of step t, and for the GRU ws_aux[t] the
     # recurrent-side version; each weight block's gradient is a sum of outer products.
-    G = ws_g.shape[2]
+    G = (4 if cell == 1 else 3 if cell == 2 else 1) * H
+    d_rec = ws_aux if cell == 2 else ws_g
     for layer in range(L):
-        d_rec = ws_aux if cell == 2 else ws_g
         _weight_grad(grad, offs[layer, 0], offs[layer, 3], G, ws_x, ws_g, layer, n)
         _weight_grad(grad, offs[layer, 1], H, G, ws_s, d_rec, layer, n)
         _bias_grad(grad, offs[layer, 2], G, ws_g, layer, n)
@@ -859,10 +859,10 @@ def apply_update(cfg, hyper, theta, grad, opt, counters):
     bc2 = 1.0 - b2 ** t
     # Every new first moment (and scaled gradient) is at most a_max in size, every new
     # second moment (and squared gradient) at most v_max. A step's denominator is at least
-    # eps, so each step, and each partial product of it in whatever order the compiler
-    # evaluates it, is at most a_max * gain. If theta plus that stays below the dtype's
-    # limit nothing can overflow, and the step runs in one vectorized pass; otherwise
-    # (rare) every weight is checked exactly first.
+    # eps, so each step, and each partial product of it, is at most a_max * gain. If theta
+    # plus that stays below the dtype's limit nothing can overflow, even in float32, and
+    # the step runs in one vectorized pass; otherwise (rare) every weight is checked
+    # exactly first.
     a_max = s_m + s_g * gscale
     v_max = s_v + sq * gscale * gscale
     inv_eps = 1.0 / float(eps) if eps > 0.0 else math.inf
