@@ -66,14 +66,14 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda signum, frame: stop.set())
                 for sig in (signal.SIGTERM, signal.SIGINT)}
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        config = load(args.config, overrides=overrides_from(args))
-    except ConfigError as exc:
-        print(f"stream-rnn serve: {exc}", file=sys.stderr)
-        return 2
-    try:
+        logging.basicConfig(level=args.log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        try:
+            config = load(args.config, overrides=overrides_from(args))
+        except ConfigError as exc:
+            print(f"stream-rnn serve: {exc}", file=sys.stderr)
+            return 2
         return serve(config, stop)
     finally:
         for sig, handler in previous.items():
