@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "stream_rnn.commands.forecast_eval",
     "stream_rnn.commands.nab",
     "stream_rnn.commands.nab_score",
+    "stream_rnn.commands.replay",
     "stream_rnn.commands.produce",
     "stream_rnn.commands.serve",
 )
