@@ -49,6 +49,7 @@ class Metrics(NamedTuple):
     assigned_partitions: Gauge
     live_prediction: Gauge
     live_score: Gauge
+    live_actual: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -107,6 +108,9 @@ class Metrics(NamedTuple):
                                   "keys.", ["key", "feature"], registry=registry),
             live_score=Gauge(f"{p}live_score", "Latest score of allow-listed keys.", ["key"],
                              registry=registry),
+            live_actual=Gauge(f"{p}live_actual", "Latest observed feature values of "
+                              "allow-listed keys (what live_prediction forecast).",
+                              ["key", "feature"], registry=registry),
         )
 
 
