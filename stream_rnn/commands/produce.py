@@ -36,6 +36,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--create-topics", type=int, metavar="PARTITIONS",
                    help="create missing topics with this many partitions (default: a "
                         "missing topic is an error)")
+    p.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="how long to try reaching the broker (default 10)")
     p.set_defaults(func=run)
 
 
@@ -59,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"--speed must be positive, got {args.speed:g}")
     if args.limit is not None and args.limit < 0:
         return _fail(f"--limit must be >= 0, got {args.limit}")
+    if not args.connect_timeout > 0:
+        return _fail(f"--connect-timeout must be positive, got {args.connect_timeout:g}")
     if args.create_topics is not None and args.create_topics < 1:
         return _fail(f"--create-topics must be >= 1, got {args.create_topics}")
     try:
@@ -80,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         topics = [t for t in (args.topic, labels_topic) if t]
-        created = ensure_topics(args.bootstrap, topics, args.create_topics)
+        created = ensure_topics(args.bootstrap, topics, args.create_topics,
+                                timeout_s=args.connect_timeout)
         for name in created:
             print(f"created topic {name} ({args.create_topics} partition(s))")
         messages = schedule(scenario.events(), scenario.keys[0],
@@ -88,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
                             delayed_labels=labels_topic is not None, limit=args.limit)
         speed = None if args.as_fast_as_possible else args.speed
         report = produce(messages, bootstrap=args.bootstrap, topic=args.topic,
-                         labels_topic=labels_topic, speed=speed, stop=stop)
+                         labels_topic=labels_topic, speed=speed, stop=stop,
+                         connect_timeout_s=args.connect_timeout)
     except (BrokerUnreachable, MissingTopic) as exc:
         return _fail(str(exc))
     except ProduceError as exc:

@@ -65,12 +65,14 @@ class DeliveryFailed(ProduceError):
 @dataclass(frozen=True, slots=True)
 class Message:
     """One message to write: ``kind`` is :data:`EVENTS` or :data:`LABELS`, ``due`` the
-    stream time (epoch seconds) at which it is sent."""
+    stream time (epoch seconds) at which it is sent, ``index`` the position in the input
+    of the event it carries or labels."""
 
     kind: str
     due: float
     key: bytes | None
     value: bytes
+    index: int = -1
 
 
 @dataclass(frozen=True)
@@ -144,8 +146,8 @@ def schedule(
             now = ts if now is None else max(now, ts)
         # Labels whose time has passed go out before the event that moved time past them.
         while pending and now is not None and pending[0][0] < now:
-            due, _, key, value = heapq.heappop(pending)
-            yield Message(LABELS, due, key, value)
+            due, index, key, value = heapq.heappop(pending)
+            yield Message(LABELS, due, key, value, index)
         raw_key = event.get(key_field)
         key = None if raw_key is None else str(raw_key).encode("utf-8")
         body = dict(event)
@@ -154,10 +156,10 @@ def schedule(
             if body.get("id") is not None and label is not None and ts is not None:
                 value = _encode({"id": body["id"], "label": label})
                 heapq.heappush(pending, (ts + delay, count, key, value))
-        yield Message(EVENTS, now if now is not None else 0.0, key, _encode(body))
+        yield Message(EVENTS, now if now is not None else 0.0, key, _encode(body), count)
     while pending:
-        due, _, key, value = heapq.heappop(pending)
-        yield Message(LABELS, due, key, value)
+        due, index, key, value = heapq.heappop(pending)
+        yield Message(LABELS, due, key, value, index)
 
 
 def _admin(bootstrap: str, timeout_s: float, security: Mapping[str, Any]) -> KafkaAdminClient:
@@ -204,17 +206,24 @@ def ensure_topics(bootstrap: str, topics: Iterable[str], create_partitions: int 
         admin.close()
 
 
+#: ``on_ack(message, topic, partition, offset)``: where an acknowledged message landed.
+AckCallback = Callable[[Message, str, int, int], None]
+
+
 class _Acks:
     """Counts acknowledged and failed writes (callbacks run on the producer's thread)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_ack: AckCallback | None) -> None:
         self.lock = threading.Lock()
         self.acked = {EVENTS: 0, LABELS: 0}
         self.failures: list[str] = []
+        self.on_ack = on_ack
 
-    def ok(self, kind: str, _metadata: Any) -> None:
+    def ok(self, message: Message, metadata: Any) -> None:
         with self.lock:
-            self.acked[kind] += 1
+            self.acked[message.kind] += 1
+        if self.on_ack is not None:
+            self.on_ack(message, metadata.topic, metadata.partition, metadata.offset)
 
     def failed(self, topic: str, error: BaseException) -> None:
         with self.lock:
@@ -230,6 +239,7 @@ def produce(
     speed: float | None = None,
     stop: threading.Event | None = None,
     progress: Callable[[int, int], None] | None = None,
+    on_ack: AckCallback | None = None,
     connect_timeout_s: float = 10.0,
     flush_timeout_s: float = 30.0,
     security: Mapping[str, Any] | None = None,
@@ -254,6 +264,10 @@ def produce(
         Set it to stop early: what was sent is flushed and the report says ``stopped``.
     progress
         Called with ``(events, labels)`` sent so far after each batch.
+    on_ack
+        Called with each acknowledged message and the topic, partition and offset it
+        landed at (on the producer's I/O thread): the daemon's outputs name their input as
+        ``src = "topic:partition:offset"``.
     connect_timeout_s, flush_timeout_s
         Budgets for reaching the broker and for the final acknowledgements.
     security
@@ -280,7 +294,7 @@ def produce(
             max_block_ms=int(max(connect_timeout_s, 1.0) * 1000), **security)
     except (kafka_errors.KafkaError, OSError) as exc:
         raise BrokerUnreachable(f"cannot reach Kafka at {bootstrap}: {exc}") from None
-    acks = _Acks()
+    acks = _Acks(on_ack)
     sent = {EVENTS: 0, LABELS: 0}
     started = clock()
     first_due: float | None = None
@@ -307,7 +321,7 @@ def produce(
                 future = producer.send(target, key=message.key, value=message.value)
             except kafka_errors.KafkaError as exc:
                 raise DeliveryFailed(f"cannot write to {target} on {bootstrap}: {exc}") from None
-            future.add_callback(acks.ok, message.kind)
+            future.add_callback(acks.ok, message)
             future.add_errback(acks.failed, target)
             sent[message.kind] += 1
             if progress is not None and sum(sent.values()) % _PROGRESS_EVERY == 0:
