@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from river import base
 
+from stream_rnn.cells._flags import jit
 from stream_rnn.cells.scaling import gaussian_surprise, location_scale, prepare_autoregressive
 from stream_rnn.models.base import RNNBase
 
@@ -141,8 +142,9 @@ class RNNAnomalyDetector(RNNBase, base.AnomalyDetector):
             count = arrays["scale_count"][slot : slot + 1].copy()
             last = arrays["last"][slot : slot + 1].copy()
             self._buf.slot1[0] = 0
-        prepare_autoregressive(self._buf.slot1, self._buf.reset1, self._buf.x, mean, var, count, last,
-                               self.clip, self.scale_memory, self._buf.U, self._buf.Y, self._buf.valid)
+        buf = self._buf
+        prepare_autoregressive(buf.slot1, buf.reset1, buf.x, mean, var, count, last, self.clip,
+                               self.scale_memory, buf.U, buf.Y, buf.valid)
         return bool(self._buf.valid[0])
 
     def score_one(self, x: dict, key: Hashable | None = None, **kwargs: Any) -> float:
@@ -184,15 +186,22 @@ class RNNAnomalyDetector(RNNBase, base.AnomalyDetector):
         if is_new:
             self._store.clear(slot)
         if self._prepare(slot, reset=False, commit=True):
-            self._net.learn_bound(self._bound(), slot, self._buf.U[0], self._buf.Y[0], self._buf.out)
+            buf = self._buf
+            self._net.learn_bound(self._bound(), slot, buf.U[0], buf.Y[0], buf.out)
 
-    def score_learn_many(self, X: np.ndarray, keys: list[Hashable] | None = None
-                         ) -> np.ndarray:
+    def score_learn_many(self, X: np.ndarray, keys: list[Hashable] | None = None,
+                         return_forecast: bool = False
+                         ) -> np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Batch path: score each row, then learn from it, in two compiled calls.
 
         ``X`` is ``(N, input_size)`` raw readings in feature-slot order (see
         ``feature_names``), ``keys`` one key per row (``None``: the global sequence).
         Identical to ``score_one`` then ``learn_one`` row by row. Returns the scores.
+
+        With ``return_forecast`` also returns ``(means, stds)``, each ``(N, input_size)``:
+        the forecast of each row made before seeing it, in raw units, the same numbers
+        :meth:`forecast_one` gives just before the row is learned; NaN for a key's first
+        reading (nothing to forecast it from). They come from the scoring pass itself.
         """
         if self._net is None:
             raise RuntimeError("learn at least one event with learn_one to fix the features")
@@ -212,12 +221,50 @@ class RNNAnomalyDetector(RNNBase, base.AnomalyDetector):
         U = np.empty((n, D), dtype=dt)
         Y = np.empty((n, D), dtype=dt)
         valid = np.empty(n, dtype=np.bool_)
-        prepare_autoregressive(slots, resets, X, arrays["scale_mean"], arrays["scale_var"],
-                               arrays["scale_count"], arrays["last"], self.clip,
-                               self.scale_memory, U, Y, valid)
+        if return_forecast:
+            loc = np.empty((n, D), dtype=np.float64)
+            scale = np.empty((n, D), dtype=np.float64)
+            _prepare_recording_scale(slots, resets, X, arrays["scale_mean"],
+                                     arrays["scale_var"], arrays["scale_count"],
+                                     arrays["last"], self.clip, self.scale_memory, U, Y, valid,
+                                     loc, scale)
+        else:
+            prepare_autoregressive(slots, resets, X, arrays["scale_mean"], arrays["scale_var"],
+                                   arrays["scale_count"], arrays["last"], self.clip,
+                                   self.scale_memory, U, Y, valid)
         outs, _, _ = self._net.run_batch(arrays, slots, resets, U, Y, valid)
         z = np.empty((n, D), dtype=np.float64)
         gaussian_surprise(outs, Y, z)
         scores = np.mean(z**2, axis=1)
         scores[~valid] = 0.0
-        return scores
+        if not return_forecast:
+            return scores
+        # The same arithmetic as forecast_one, row-wise: head outputs back to raw units.
+        means = outs[:, :D].astype(np.float64) * scale + loc
+        logvar = np.clip(outs[:, D:].astype(np.float64), -12.0, 12.0)
+        stds = np.exp(0.5 * logvar) * scale
+        means[~valid] = np.nan
+        stds[~valid] = np.nan
+        return scores, means, stds
+
+
+@jit
+def _prepare_recording_scale(slots, resets, X, mean, var, count, last, clip, memory, U, Y,
+                             valid, loc, scale):
+    """:func:`prepare_autoregressive`, also recording the location and scale each row's
+    target was standardized with (the key's statistics just before the row), so the
+    network's outputs for that row can be mapped back to raw units."""
+    for i in range(slots.shape[0]):
+        s = slots[i]
+        for k in range(X.shape[1]):
+            if resets[i]:
+                # A key taking the slot afresh starts from empty statistics.
+                loc[i, k] = 0.0
+                scale[i, k] = 1.0
+            else:
+                a, b = location_scale(mean, var, count, s, k)
+                loc[i, k] = a
+                scale[i, k] = b
+        prepare_autoregressive(slots[i : i + 1], resets[i : i + 1], X[i : i + 1], mean, var,
+                               count, last, clip, memory, U[i : i + 1], Y[i : i + 1],
+                               valid[i : i + 1])

@@ -520,3 +520,126 @@ class FraudDetector(base.AnomalyDetector):
     def n_stale_tallies(self) -> int:
         """Label tallies skipped because the entity had been evicted since its event."""
         return int(self._counters[2])
+
+    # ------------------------------------------------------------- state export
+
+    def export_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Everything needed to resume this model: JSON-able metadata and plain arrays.
+
+        Constructor parameters, every key field's entities (recency order) and their rows,
+        the recurrent networks (weights, optimizer, counters, dropout stream), the head and
+        its input statistics, the label tallies and counters, and the feature rows still
+        waiting for a label. :meth:`from_state` rebuilds a model that scores and learns the
+        rest of a stream exactly as this one would. Entity keys and transaction ids must be
+        strings or integers (what JSON holds).
+        """
+        params = self._get_params()
+        params["keys"] = list(self.keys)
+        params["windows_days"] = [float(w) for w in self.windows_days]
+        meta: dict[str, Any] = {"class": type(self).__name__, "params": params, "fields": []}
+        arrays: dict[str, np.ndarray] = {
+            "head/theta": self._theta, "head/adam": self._adam, "head/norm": self._norm,
+            "head/counters": self._counters,
+        }
+        # Rows are compacted on export (row i belongs to the i-th key), so pending rows
+        # must be told where their entities moved.
+        moved = []
+        for f, (store, net) in enumerate(zip(self._stores, self._nets, strict=True)):
+            keys, rows = store.export()
+            meta["fields"].append({"keys": _json_ids(f"key field {self.keys[f]!r}", keys),
+                                   "evictions": store.evictions})
+            for name, value in rows.items():
+                arrays[f"store{f}/{name}"] = value
+            if net is not None:
+                for name in ("theta", "opt", "counters", "rng", "stats"):
+                    arrays[f"net{f}/{name}"] = getattr(net, name)
+            new_slot = np.full(store.capacity, -1, dtype=np.int64)
+            for i, key in enumerate(keys):
+                new_slot[store.get(key)] = i
+            moved.append(new_slot)
+        tx_ids = _json_ids("transaction id", list(self._pending))
+        rows = np.fromiter(self._pending.values(), dtype=np.int64, count=len(tx_ids))
+        slots = self._buf_slots[rows].copy()
+        gens = self._buf_gen[rows].copy()
+        for f, new_slot in enumerate(moved):
+            owner = new_slot[slots[:, f]]
+            # An entity no longer holding any slot cannot take a tally: a generation no row
+            # ever has keeps it that way after the move.
+            gens[owner < 0, f] = -1.0
+            slots[:, f] = np.maximum(owner, 0)
+        meta["pending"] = {"tx_ids": tx_ids, "seq": self._seq,
+                           "dropped": self.n_pending_dropped,
+                           "unknown_reveals": self.n_unknown_reveals}
+        arrays.update({"pending/rows": rows, "pending/x": self._buf_x[rows],
+                       "pending/ts": self._buf_ts[rows], "pending/slots": slots,
+                       "pending/gen": gens})
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], arrays: Mapping[str, np.ndarray]
+                   ) -> FraudDetector:
+        """Rebuild a model exported by :meth:`export_state`."""
+        if meta.get("class") != cls.__name__:
+            raise ValueError(f"state is for {meta.get('class')!r}, not {cls.__name__}")
+        params = dict(meta["params"])
+        params["keys"] = tuple(params["keys"])
+        params["windows_days"] = tuple(params["windows_days"])
+        model = cls(**params)
+
+        def put(target: np.ndarray, name: str) -> None:
+            source = np.asarray(arrays[name])
+            if source.shape != target.shape:
+                raise ValueError(f"{name} has shape {source.shape}, expected {target.shape}")
+            target[...] = source
+
+        for name, target in (("head/theta", model._theta), ("head/adam", model._adam),
+                             ("head/norm", model._norm), ("head/counters", model._counters)):
+            put(target, name)
+        for f, (store, net) in enumerate(zip(model._stores, model._nets, strict=True)):
+            field_meta = meta["fields"][f]
+            prefix = f"store{f}/"
+            rows = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+            store.load(list(field_meta["keys"]), rows)
+            store.evictions = int(field_meta["evictions"])
+            if net is not None:
+                for name in ("theta", "opt", "counters", "rng", "stats"):
+                    put(getattr(net, name), f"net{f}/{name}")
+        pending = meta["pending"]
+        rows = np.asarray(arrays["pending/rows"], dtype=np.int64)
+        if rows.size and (rows.min() < 0 or rows.max() >= model.max_pending):
+            raise ValueError("pending rows do not fit max_pending")
+        model._buf_x[rows] = arrays["pending/x"]
+        model._buf_ts[rows] = arrays["pending/ts"]
+        model._buf_slots[rows] = arrays["pending/slots"]
+        model._buf_gen[rows] = arrays["pending/gen"]
+        for tx_id, row in zip(pending["tx_ids"], rows.tolist(), strict=True):
+            model._pending[tx_id] = row
+            model._buf_tx[row] = tx_id
+        model._seq = int(pending["seq"])
+        model.n_pending_dropped = int(pending["dropped"])
+        model.n_unknown_reveals = int(pending["unknown_reveals"])
+        return model
+
+    def forget_entities(self) -> None:
+        """Drop every entity's state and every row waiting for a label, keeping what was
+        learned (weights, head, input statistics): a warm start for another stream."""
+        for store in self._stores:
+            for key in list(store):
+                store.remove(key)
+            store.evictions = 0
+        self._pending.clear()
+        self._buf_tx = [None] * int(self.max_pending)
+
+
+def _json_ids(what: str, values: list[Any]) -> list[str | int]:
+    """``values`` as JSON strings and integers (equal and hashing alike), or a ValueError."""
+    out: list[str | int] = []
+    for value in values:
+        if type(value) is str:
+            out.append(value)
+        elif isinstance(value, int | np.integer) and not isinstance(value, bool):
+            out.append(int(value))
+        else:
+            raise ValueError(f"cannot export a {what} that is not a string or an integer: "
+                             f"{value!r}")
+    return out
