@@ -4,38 +4,98 @@ The runner hands each partition's valid events, in offset order, to its task mod
 scores every event and then learns from it, and returns one :class:`Scored` per event.
 Task models also apply delayed labels, export and restore their state as plain arrays,
 and say whether they are still finite.
+
+Three tasks:
+
+``sensor``
+    Every feature is a reading; each key forecasts its next reading as a Gaussian per
+    feature (:class:`~stream_rnn.models.RNNAnomalyDetector`) and the score is how
+    surprising the reading is under that forecast.
+``forecast``
+    One or more target features (``target``) are forecast one step ahead per key from
+    their history and the event's other features (covariates known in advance, such as
+    calendar features), with :class:`~stream_rnn.models.RNNForecaster`; the spread is the
+    key's recent root-mean-square one-step error, the score how surprising the value is.
+``fraud``
+    Each event is a transaction involving one entity per key field (a card, a terminal);
+    :class:`~stream_rnn.models.FraudDetector` gives its fraud probability and learns from
+    labels revealed later through :meth:`FraudTask.apply_label`.
+
+Parameters come as one flat mapping: the recurrent-network fields of ``[model]`` (``cell``,
+``hidden_size``, ...) and the task's own parameters (``[model.params]``); see
+:func:`check_params`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
 from stream_rnn.io.events import Event
-from stream_rnn.models import RNNAnomalyDetector
+from stream_rnn.models import FraudDetector, RNNAnomalyDetector, RNNForecaster
+from stream_rnn.state.store import KeyedState
 
-__all__ = ["Scored", "TaskModel", "SensorTask", "UnknownFeature", "make_task", "TASKS"]
+__all__ = [
+    "Scored",
+    "TaskModel",
+    "Rejection",
+    "SensorTask",
+    "ForecastTask",
+    "FraudTask",
+    "UnknownFeature",
+    "NETWORK_FIELDS",
+    "check_params",
+    "make_task",
+    "TASKS",
+]
+
+#: Fields of ``[model]`` describing the recurrent networks, shared by every task.
+NETWORK_FIELDS = ("cell", "hidden_size", "num_layers", "window", "update_every", "optimizer",
+                  "lr", "clip_norm", "seed", "dtype")
 
 
 class UnknownFeature(ValueError):
     """An event carries a feature the partition's model has no input slot for."""
 
 
+class Rejection(str):
+    """Why an event cannot be processed (the text), with its dead-letter ``reason``.
+
+    Examples
+    --------
+    >>> problem = Rejection("missing_field", "no target feature 'demand'")
+    >>> problem, problem.reason
+    ("no target feature 'demand'", 'missing_field')
+    """
+
+    reason: str
+
+    def __new__(cls, reason: str, detail: str) -> Rejection:
+        obj = super().__new__(cls, detail)
+        obj.reason = reason
+        return obj
+
+
 @dataclass(frozen=True, slots=True)
 class Scored:
-    """One event's output: its score in [0, 1] and what the model predicted for it."""
+    """One event's output: its score in [0, 1], what the model predicted for it before
+    seeing it, and the predicted spread (standard deviation, same units)."""
 
     score: float
     prediction: dict[str, float]
+    spread: dict[str, float] = field(default_factory=dict)
 
 
 class TaskModel(Protocol):
     """What the runner needs from a partition's model."""
 
     def process(self, events: list[Event]) -> list[Scored]: ...
+
+    def check(self, event: Event) -> str | None: ...
 
     def apply_label(self, event_id: str, label: int) -> bool: ...
 
@@ -51,28 +111,106 @@ class TaskModel(Protocol):
 def _chi2_tail_score(mean_z2: np.ndarray, dims: int) -> np.ndarray:
     """P(chi2_dims <= dims * mean_z2): how unusual the squared residuals are, in [0, 1].
 
-    Wilson-Hilferty's cube-root normal approximation, accurate to ~1e-3 for these uses
-    and exact in the limit; keeps scores comparable across streams with any number of
-    features.
+    Exact for one dimension (``erf(|z| / sqrt 2)``, the two-sided tail of a standard
+    normal); otherwise Wilson-Hilferty's cube-root normal approximation, accurate to ~1e-3
+    for these uses and exact in the limit. Keeps scores comparable across streams with any
+    number of features.
     """
     x = np.maximum(dims * np.asarray(mean_z2, dtype=np.float64), 0.0)
+    if dims == 1:
+        return np.vectorize(math.erf)(np.sqrt(x / 2.0))
     k = float(dims)
     z = ((x / k) ** (1.0 / 3.0) - (1.0 - 2.0 / (9.0 * k))) / math.sqrt(2.0 / (9.0 * k))
     return 0.5 * (1.0 + np.vectorize(math.erf)(z / math.sqrt(2.0)))
 
 
-class SensorTask:
+def _finite(arrays: Any) -> bool:
+    return all(np.isfinite(a).all() for a in arrays if a.dtype.kind == "f")
+
+
+def _check_type(name: str, value: Any, kind: str) -> None:
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, int | float) and not isinstance(value, bool),
+        "bool": isinstance(value, bool),
+        "str": isinstance(value, str),
+        "str|list[str]": isinstance(value, str) or (
+            isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)),
+        "list[float]": isinstance(value, list | tuple) and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in value),
+    }[kind]
+    if not ok:
+        wanted = {"int": "an integer", "float": "a number", "bool": "true or false",
+                  "str": "a string", "str|list[str]": "a string or a list of strings",
+                  "list[float]": "a list of numbers"}[kind]
+        raise ValueError(f"{name}: expected {wanted}, got {value!r}")
+
+
+class _Task:
+    """Parameter handling shared by the task models."""
+
+    #: Task parameters (besides :data:`NETWORK_FIELDS`) and their types.
+    PARAMS: ClassVar[dict[str, str]] = {}
+    #: The task's name in the configuration.
+    name: ClassVar[str] = ""
+
+    @classmethod
+    def split_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Validated flat parameters (names and types; values are checked by the models).
+
+        A nested ``params`` entry (the ``[model.params]`` table) is merged in.
+        """
+        flat = dict(params)
+        nested = flat.pop("params", None)
+        if nested:
+            for name, value in dict(nested).items():
+                if name in NETWORK_FIELDS:
+                    raise ValueError(f"model.params.{name}: set it as model.{name}")
+                flat[name] = value
+        for name, value in flat.items():
+            if name in NETWORK_FIELDS:
+                continue
+            if name not in cls.PARAMS:
+                known = ", ".join(sorted(cls.PARAMS)) or "none"
+                raise ValueError(f"model.params.{name} is not a parameter of the {cls.name} "
+                                 f"task; known: {known}")
+            _check_type(f"model.params.{name}", value, cls.PARAMS[name])
+        return flat
+
+
+_SCALING = {"scale_memory": "int", "clip": "float", "activation": "str",
+            "weight_decay": "float", "dropout": "float"}
+
+
+def _schema_problem(known: Any, event: Event) -> Rejection | None:
+    unknown = [name for name in event.features if name not in known]
+    if unknown:
+        return Rejection("unknown_feature", f"unknown feature {unknown[0]!r}")
+    return None
+
+
+class SensorTask(_Task):
     """Per-key forecasting surprise for sensor readings (all features are readings).
 
     Keys are the event's entity keys joined with ``|``. Scores are the probability that
     the reading's squared standardized residuals are below what was observed, under the
-    key's own Gaussian forecast: 0.5 is ordinary, 0.999 is a 1-in-1000 surprise.
+    key's own Gaussian forecast: 0.5 is ordinary, 0.999 is a 1-in-1000 surprise. Each
+    event's prediction and spread are that forecast's mean and standard deviation per
+    feature, made before the reading was seen (empty for a key's first reading).
+
+    Parameters (``[model.params]``): ``scale_memory``, ``clip``, ``activation``,
+    ``weight_decay``, ``dropout`` of :class:`~stream_rnn.models.RNNAnomalyDetector`.
     """
 
-    def __init__(self, params: dict[str, Any] | None = None, max_keys: int = 100_000,
+    name = "sensor"
+    PARAMS = dict(_SCALING)
+
+    def __init__(self, params: Mapping[str, Any] | None = None, max_keys: int = 100_000,
+                 key_fields: tuple[str, ...] = ("key",),
                  detector: RNNAnomalyDetector | None = None) -> None:
-        self.params = dict(params or {})
+        self.params = self.split_params(params or {})
         self.max_keys = max_keys
+        self.key_fields = tuple(key_fields)
         self.detector = detector or RNNAnomalyDetector(max_keys=max_keys, **self.params)
         self._schema: frozenset[str] | None = None
 
@@ -99,13 +237,12 @@ class SensorTask:
         """
         det = self.detector
         if det._net is not None:
-            known = det._features
+            known: Any = det._features
         else:
             if self._schema is None:
                 self._schema = frozenset(event.features)
             known = self._schema
-        unknown = [name for name in event.features if name not in known]
-        return f"unknown feature {unknown[0]!r}" if unknown else None
+        return _schema_problem(known, event)
 
     def process(self, events: list[Event]) -> list[Scored]:
         if not events:
@@ -114,16 +251,30 @@ class SensorTask:
         fresh = det._net is None
         X = self._matrix(events)
         keys = ["|".join(e.keys) for e in events]
+        D = det._n_inputs
         if fresh:
             # The first event fixed the feature slots and was learned by learn_one; it
-            # has no history, so its score is the neutral 0.
-            raw = np.concatenate([[0.0], det.score_learn_many(X[1:], keys[1:])])
+            # has no history, so its score is the neutral 0 and it has no forecast.
+            raw, means, stds = det.score_learn_many(X[1:], keys[1:], return_forecast=True)
+            raw = np.concatenate([[0.0], raw])
+            means = np.vstack([np.full((1, D), np.nan), means])
+            stds = np.vstack([np.full((1, D), np.nan), stds])
         else:
-            raw = det.score_learn_many(X, keys)
-        dims = max(1, det._n_inputs)
+            raw, means, stds = det.score_learn_many(X, keys, return_forecast=True)
+        dims = max(1, D)
         scores = _chi2_tail_score(raw, dims)
         scores[raw == 0.0] = 0.0
-        return [Scored(float(s), {}) for s in scores]
+        named = list(det._features.items())
+        out = []
+        for i in range(len(events)):
+            if np.isnan(means[i, 0]):
+                out.append(Scored(float(scores[i]), {}, {}))
+                continue
+            mean_row, std_row = means[i].tolist(), stds[i].tolist()
+            out.append(Scored(float(scores[i]),
+                              {str(name): mean_row[k] for name, k in named},
+                              {str(name): std_row[k] for name, k in named}))
+        return out
 
     def forecast(self, key: str) -> dict[str, float]:
         """Live forecast (mean) per feature for ``key``."""
@@ -138,10 +289,12 @@ class SensorTask:
         return {"task": "sensor", "detector": meta}, arrays
 
     @classmethod
-    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray],
-                   params: dict[str, Any], max_keys: int) -> SensorTask:
-        detector = RNNAnomalyDetector.from_state(meta["detector"], arrays)
-        return cls(params, max_keys, detector=detector)
+    def from_state(cls, meta: dict[str, Any], arrays: Mapping[str, np.ndarray],
+                   params: Mapping[str, Any], max_keys: int,
+                   key_fields: tuple[str, ...] = ("key",)) -> SensorTask:
+        _expect_task(meta, "sensor")
+        detector = RNNAnomalyDetector.from_state(meta["detector"], dict(arrays))
+        return cls(params, max_keys, key_fields, detector=detector)
 
     def forget_keys(self) -> None:
         """Drop every key's state, keeping the weights (a warm start)."""
@@ -155,10 +308,7 @@ class SensorTask:
         det = self.detector
         if det._net is None:
             return True
-        if not np.isfinite(det._net.theta).all():
-            return False
-        return all(np.isfinite(arr).all() for arr in det._store.arrays.values()
-                   if arr.dtype.kind == "f")
+        return _finite([det._net.theta, *det._store.arrays.values()])
 
     def stats(self) -> dict[str, float]:
         det = self.detector
@@ -172,11 +322,386 @@ class SensorTask:
         }
 
 
-TASKS = {"sensor": SensorTask}
+def _expect_task(meta: Mapping[str, Any], task: str) -> None:
+    if meta.get("task") != task:
+        raise ValueError(f"the checkpoint holds a {meta.get('task')!r} model, not {task!r}")
 
 
-def make_task(task: str, params: dict[str, Any], max_keys: int) -> SensorTask:
-    """A fresh task model of kind ``task``."""
+class ForecastTask(_Task):
+    """One-step-ahead forecasts of target features per key, with their spread.
+
+    Each target has its own :class:`~stream_rnn.models.RNNForecaster` (so ``log``,
+    ``diff``, ``season``, ``seasonal_diff`` and ``seasonal_lags`` model trend and
+    seasonality) reading the target's history and the event's other features as
+    covariates known in advance (an hour-of-day or holiday flag). An event's prediction is
+    the forecast made from everything before it and its own covariates; its spread is the
+    key's root-mean-square one-step error so far (an exponential average once
+    ``spread_memory`` errors are in), available from the key's third event; its score is
+    ``P(|Z| <= |y - forecast| / spread)`` (for several targets, the chi-square tail of their
+    mean squared standardized errors): 0 while there is no spread yet.
+
+    Parameters (``[model.params]``): ``target`` (a feature name or a list of them; default
+    every feature of the first event, with no covariates), ``spread_memory`` (default 500),
+    and :class:`~stream_rnn.models.RNNForecaster`'s ``log``, ``diff``, ``season``,
+    ``seasonal_diff``, ``seasonal_lags``, ``level_input``, ``scale_memory``, ``clip``,
+    ``activation``, ``weight_decay``, ``dropout``.
+    """
+
+    name = "forecast"
+    PARAMS = {**_SCALING, "target": "str|list[str]", "spread_memory": "int", "log": "bool",
+              "diff": "int", "season": "int", "seasonal_diff": "int", "seasonal_lags": "int",
+              "level_input": "bool"}
+
+    def __init__(self, params: Mapping[str, Any] | None = None, max_keys: int = 100_000,
+                 key_fields: tuple[str, ...] = ("key",)) -> None:
+        self.params = self.split_params(params or {})
+        self.max_keys = max_keys
+        self.key_fields = tuple(key_fields)
+        model_params = dict(self.params)
+        target = model_params.pop("target", None)
+        self.spread_memory = int(model_params.pop("spread_memory", 500))
+        if self.spread_memory < 1:
+            raise ValueError(f"spread_memory must be >= 1, got {self.spread_memory}")
+        self._model_params = model_params
+        self.targets: list[str] | None = None
+        if target is not None:
+            names = [target] if isinstance(target, str) else list(target)
+            if not names or len(set(names)) != len(names):
+                raise ValueError(f"target must name distinct features, got {target!r}")
+            self.targets = names
+        # Probe the transform options now rather than at the first event.
+        RNNForecaster(**model_params)._validate_transform()
+        self.models: list[RNNForecaster] = []
+        self.schema: frozenset[str] | None = None
+        # The features of the first event that passed check(): until the first batch is
+        # processed, the rest of that batch is checked against them.
+        self._first_features: frozenset[str] | None = None
+        self._spread: KeyedState | None = None
+
+    def _build(self, first: Event) -> None:
+        self.schema = self._first_features or frozenset(first.features)
+        if self.targets is None:
+            self.targets = sorted(first.features)
+        self.models = [RNNForecaster(max_keys=self.max_keys, **self._model_params)
+                       for _ in self.targets]
+        T = len(self.targets)
+        self._spread = KeyedState({"sq_error": np.zeros((1, T)),
+                                   "count": np.zeros((1, T), dtype=np.int64)},
+                                  max_keys=self.max_keys)
+
+    def check(self, event: Event) -> str | None:
+        """The reason ``event`` cannot be processed, or None.
+
+        The first event fixes the features; every event must carry the targets (with
+        ``log``, positive), covariates may be missing (they read 0) but none may be new.
+        """
+        schema = self.schema or self._first_features or frozenset(event.features)
+        problem = _schema_problem(schema, event)
+        if problem is not None:
+            return problem
+        targets = self.targets if self.targets is not None else sorted(schema)
+        for name in targets:
+            if name not in event.features:
+                return Rejection("missing_field", f"no target feature {name!r}")
+            if self._model_params.get("log") and not event.features[name] > 0:
+                return Rejection("bad_features",
+                                 f"target {name!r} must be positive with log, got "
+                                 f"{event.features[name]!r}")
+        if self._first_features is None:
+            self._first_features = frozenset(event.features)
+        return None
+
+    def process(self, events: list[Event]) -> list[Scored]:
+        if not events:
+            return []
+        if self._spread is None:
+            self._build(events[0])
+        targets = self.targets
+        assert targets is not None and self._spread is not None
+        floor_memory = 1.0 / self.spread_memory
+        spread = self._spread
+        out = []
+        for event in events:
+            key = "|".join(event.keys)
+            features = event.features
+            covariates = {n: v for n, v in features.items() if n not in targets}
+            slot, is_new = spread.slot_for(key)
+            if is_new:
+                spread.clear(slot)
+            sq_error = spread.arrays["sq_error"][slot]
+            count = spread.arrays["count"][slot]
+            prediction: dict[str, float] = {}
+            spreads: dict[str, float] = {}
+            z2 = []
+            for j, (name, model) in enumerate(zip(targets, self.models, strict=True)):
+                y = features[name]
+                if model._store is not None and model._store.get(key) >= 0:
+                    mean = model.forecast(1, [covariates], key=key)[0]
+                    prediction[name] = mean
+                    if count[j] > 0:
+                        # A perfect history would give a zero spread and infinite scores.
+                        std = max(math.sqrt(sq_error[j]), 1e-9 * (1.0 + abs(mean)))
+                        spreads[name] = std
+                        z2.append(((y - mean) / std) ** 2)
+                    n = count[j] + 1
+                    alpha = max(1.0 / n, floor_memory)
+                    sq_error[j] += alpha * ((y - mean) ** 2 - sq_error[j])
+                    count[j] = n
+                model.learn_one(y, covariates, key=key)
+            if z2:
+                score = float(_chi2_tail_score(np.array([sum(z2) / len(z2)]), len(z2))[0])
+            else:
+                score = 0.0
+            out.append(Scored(score, prediction, spreads))
+        return out
+
+    def apply_label(self, event_id: str, label: int) -> bool:
+        # Forecasts learn from the series itself; labels only feed evaluation downstream.
+        return False
+
+    def export_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        meta: dict[str, Any] = {
+            "task": "forecast",
+            "targets": self.targets,
+            "schema": None if self.schema is None else sorted(self.schema),
+            "models": [],
+        }
+        arrays: dict[str, np.ndarray] = {}
+        for j, model in enumerate(self.models):
+            model_meta, model_arrays = model.export_state()
+            meta["models"].append(model_meta)
+            arrays.update({f"target{j}/{k}": v for k, v in model_arrays.items()})
+        if self._spread is not None:
+            keys, rows = self._spread.export()
+            meta["spread"] = {"keys": keys, "evictions": self._spread.evictions}
+            arrays.update({f"spread/{k}": v for k, v in rows.items()})
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], arrays: Mapping[str, np.ndarray],
+                   params: Mapping[str, Any], max_keys: int,
+                   key_fields: tuple[str, ...] = ("key",)) -> ForecastTask:
+        _expect_task(meta, "forecast")
+        task = cls(params, max_keys, key_fields)
+        if meta["schema"] is None:
+            return task
+        if task.targets is not None and task.targets != meta["targets"]:
+            raise ValueError(f"the checkpoint forecasts {meta['targets']}, the configuration "
+                             f"names {task.targets}")
+        first = Event(0.0, (), dict.fromkeys(meta["schema"], 0.0), None, None, "")
+        task.targets = list(meta["targets"])
+        task._build(first)
+        task.models = []
+        for j, model_meta in enumerate(meta["models"]):
+            prefix = f"target{j}/"
+            task.models.append(RNNForecaster.from_state(
+                model_meta, {k[len(prefix):]: v for k, v in arrays.items()
+                             if k.startswith(prefix)}))
+        assert task._spread is not None
+        task._spread.load(list(meta["spread"]["keys"]),
+                          {k[7:]: v for k, v in arrays.items() if k.startswith("spread/")})
+        task._spread.evictions = int(meta["spread"]["evictions"])
+        return task
+
+    def forget_keys(self) -> None:
+        """Drop every key's state, keeping the weights (a warm start)."""
+        stores = [m._store for m in self.models] + [self._spread]
+        for store in stores:
+            if store is not None:
+                for key in list(store):
+                    store.remove(key)
+                store.evictions = 0
+
+    def is_finite(self) -> bool:
+        arrays = []
+        for model in self.models:
+            if model._net is not None:
+                arrays.extend([model._net.theta, *model._store.arrays.values()])
+        if self._spread is not None:
+            arrays.extend(self._spread.arrays.values())
+        return _finite(arrays)
+
+    def stats(self) -> dict[str, float]:
+        models = self.models
+        losses = [m.last_loss for m in models]
+        norms = [m.last_grad_norm for m in models]
+        return {
+            "keys": models[0].n_keys if models else 0,
+            "evictions": models[0].n_evictions if models else 0,
+            "version": sum(m.n_updates for m in models),
+            "skipped": sum(m.n_skipped_updates for m in models),
+            "loss": sum(losses) if models else float("nan"),
+            "grad_norm": sum(norms) if models else float("nan"),
+        }
+
+
+class FraudTask(_Task):
+    """Fraud probability of each transaction, learning from labels revealed later.
+
+    The configured key fields (for instance ``("key", "terminal")``: the card and the
+    terminal) are :class:`~stream_rnn.models.FraudDetector`'s entity keys; the amount is
+    the feature named by ``amount``; other features are ignored. The recurrent networks
+    take ``cell``, ``hidden_size``, ``window``, ``update_every``, ``seed`` and ``lr`` (as
+    ``rnn_lr``) from ``[model]`` (``num_layers``, ``optimizer``, ``clip_norm`` and
+    ``dtype`` do not apply: they are single-layer, Adam, clipped at 1, float32). Labels
+    reach the model only through :meth:`apply_label`, never from the events.
+
+    Parameters (``[model.params]``): ``amount`` (default ``"amount"``) and
+    :class:`~stream_rnn.models.FraudDetector`'s ``windows_days``, ``recurrent``,
+    ``state_features``, ``aggregates``, ``scale_memory``, ``head_hidden``, ``head_lr``,
+    ``head_weight_decay``, ``head_batch``, ``norm_memory``, ``cold_start``, ``prior``,
+    ``max_pending``.
+    """
+
+    name = "fraud"
+    PARAMS = {"amount": "str", "windows_days": "list[float]", "recurrent": "bool",
+              "state_features": "bool", "aggregates": "bool", "scale_memory": "int",
+              "head_hidden": "int", "head_lr": "float", "head_weight_decay": "float",
+              "head_batch": "int", "norm_memory": "int", "cold_start": "float",
+              "prior": "float", "max_pending": "int"}
+    _TAKEN = {"cell": "cell", "hidden_size": "hidden_size", "window": "window",
+              "update_every": "update_every", "seed": "seed", "lr": "rnn_lr"}
+    # Internal field names of the mapping handed to the detector: never a key field.
+    _TS = "\x00ts"
+    _ID = "\x00id"
+
+    def __init__(self, params: Mapping[str, Any] | None = None, max_keys: int = 100_000,
+                 key_fields: tuple[str, ...] = ("key",),
+                 detector: FraudDetector | None = None) -> None:
+        self.params = self.split_params(params or {})
+        self.max_keys = max_keys
+        self.key_fields = tuple(key_fields)
+        if "features" in self.key_fields:
+            raise ValueError("a key field cannot be named 'features'")
+        kwargs = {self._TAKEN[k]: v for k, v in self.params.items() if k in self._TAKEN}
+        kwargs.update({k: v for k, v in self.params.items() if k in self.PARAMS})
+        if "windows_days" in kwargs:
+            kwargs["windows_days"] = tuple(float(w) for w in kwargs["windows_days"])
+        self.detector = detector or FraudDetector(
+            keys=self.key_fields, time_field=self._TS, id_field=self._ID, max_keys=max_keys,
+            **kwargs)
+        self.amount = self.detector.amount
+
+    def check(self, event: Event) -> str | None:
+        """The reason ``event`` cannot be processed (no amount, or a negative one)."""
+        value = event.features.get(self.amount)
+        if value is None:
+            return Rejection("missing_field", f"no amount feature {self.amount!r}")
+        if value < 0:
+            return Rejection("bad_features", f"amount {self.amount!r} is negative: {value!r}")
+        return None
+
+    def _as_transaction(self, event: Event) -> dict[str, Any]:
+        # Only what the detector may read: never the event's label.
+        tx: dict[str, Any] = dict(zip(self.key_fields, event.keys, strict=True))
+        tx[self._TS] = event.ts
+        tx[self._ID] = event.event_id
+        tx["features"] = event.features
+        return tx
+
+    def process(self, events: list[Event]) -> list[Scored]:
+        if not events:
+            return []
+        probabilities = self.detector.score_learn_many(
+            [self._as_transaction(e) for e in events])
+        return [Scored(p, {"fraud_probability": p}, {}) for p in probabilities.tolist()]
+
+    def apply_label(self, event_id: str, label: int) -> bool:
+        """Reveal the label of transaction ``event_id``: the head learns from the features
+        it was scored with; False if it is not waiting for a label here."""
+        if event_id not in self.detector._pending:
+            return False
+        return self.detector.reveal_label(event_id, label)
+
+    def export_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        meta, arrays = self.detector.export_state()
+        return {"task": "fraud", "key_fields": list(self.key_fields), "detector": meta}, arrays
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], arrays: Mapping[str, np.ndarray],
+                   params: Mapping[str, Any], max_keys: int,
+                   key_fields: tuple[str, ...] = ("key",)) -> FraudTask:
+        _expect_task(meta, "fraud")
+        if tuple(meta["key_fields"]) != tuple(key_fields):
+            raise ValueError(f"the checkpoint was written with key fields "
+                             f"{meta['key_fields']}, the configuration has {list(key_fields)}")
+        detector = FraudDetector.from_state(meta["detector"], arrays)
+        return cls(params, max_keys, key_fields, detector=detector)
+
+    def forget_keys(self) -> None:
+        """Drop every entity and pending transaction, keeping the weights (a warm start)."""
+        self.detector.forget_entities()
+
+    def is_finite(self) -> bool:
+        det = self.detector
+        arrays = [det._theta, det._adam, det._norm]
+        for store, net in zip(det._stores, det._nets, strict=True):
+            arrays.extend(store.arrays.values())
+            if net is not None:
+                arrays.append(net.theta)
+        return _finite(arrays)
+
+    def stats(self) -> dict[str, float]:
+        """Sums over the key fields; the version counts recurrent updates and labels
+        learned (the head's training examples)."""
+        det = self.detector
+        nets = [net for net in det._nets if net is not None]
+        updated = [net for net in nets if net.n_updates]
+        return {
+            "keys": sum(det.n_keys.values()),
+            "evictions": sum(det.n_evictions.values()),
+            "version": sum(net.n_updates for net in nets) + det.n_labels_learned,
+            "skipped": sum(net.n_skipped for net in nets),
+            "loss": float(sum(net.stats[0] for net in updated)) if updated else float("nan"),
+            "grad_norm": float(sum(net.stats[1] for net in updated)) if updated
+            else float("nan"),
+            "labels": det.n_labels_learned,
+            "pending": det.n_pending,
+        }
+
+
+TASKS: dict[str, type[SensorTask] | type[ForecastTask] | type[FraudTask]] = {
+    "sensor": SensorTask,
+    "fraud": FraudTask,
+    "forecast": ForecastTask,
+}
+
+
+def check_params(task: str, params: Mapping[str, Any],
+                 key_fields: tuple[str, ...] = ("key",)) -> dict[str, Any]:
+    """Validate a task's parameters without keeping a model; returns them flat.
+
+    Raises ValueError naming the parameter: unknown task, unknown parameter, wrong type,
+    or a value the task's model rejects.
+
+    Examples
+    --------
+    >>> check_params("forecast", {"hidden_size": 8, "params": {"target": "demand"}})
+    {'hidden_size': 8, 'target': 'demand'}
+    >>> check_params("forecast", {"params": {"season": "daily"}})
+    Traceback (most recent call last):
+    ...
+    ValueError: model.params.season: expected an integer, got 'daily'
+    """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; known: {sorted(TASKS)}")
-    return TASKS[task](params, max_keys)
+    cls = TASKS[task]
+    flat = cls.split_params(params)
+    if cls is FraudTask:
+        FraudTask(flat | {"max_pending": 1}, max_keys=1, key_fields=key_fields)
+    elif cls is ForecastTask:
+        ForecastTask(flat, max_keys=1, key_fields=key_fields)
+    return flat
+
+
+def make_task(task: str, params: Mapping[str, Any], max_keys: int,
+              key_fields: tuple[str, ...] = ("key",)) -> SensorTask | ForecastTask | FraudTask:
+    """A fresh task model of kind ``task``.
+
+    ``params`` holds the ``[model]`` network fields and the task's own parameters, flat
+    or with the latter under ``params``; ``key_fields`` names the entity key fields, in
+    the order of each event's ``keys``.
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; known: {sorted(TASKS)}")
+    return TASKS[task](params, max_keys, tuple(key_fields))

@@ -1,0 +1,342 @@
+"""The task models behind ``stream-rnn serve``: sensor, forecast and fraud.
+
+Every task: strictly online (an event's output does not depend on what follows it),
+predictions made before learning, checkpoints that resume exactly (through the npz
+format, never pickle), reasons for events it cannot take, non-finite detection. Then
+what is particular to each: sensor and forecast predictions equal the models' own
+forecasts called just before each event, fraud labels revealed late change only later
+scores and are never read from the events.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.testing as npt
+import pytest
+from test_fraud import synthetic_stream
+
+from stream_rnn.io.events import Event, parse_timestamp
+from stream_rnn.models import FraudDetector, RNNAnomalyDetector, RNNForecaster
+from stream_rnn.state.checkpoint import read_checkpoint, write_checkpoint
+from stream_rnn.tasks import TASKS, Scored, check_params, make_task
+
+NET = {"hidden_size": 4, "window": 4, "update_every": 2, "seed": 1}
+PARAMS = {
+    "sensor": dict(NET),
+    "forecast": {**NET, "params": {"target": "demand"}},
+    "fraud": {**NET, "params": {"head_hidden": 4, "cold_start": 2.0, "max_pending": 3000}},
+}
+KEY_FIELDS = {"sensor": ("key",), "forecast": ("key",), "fraud": ("key", "terminal")}
+
+
+def sensor_events(n=240, sensors=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return [Event(1.7e9 + 60 * t, (f"s{s}",),
+                  {"temp": 20 + s + 3 * math.sin(t / 7 + s) + 0.2 * rng.normal(),
+                   "rpm": 1000 * (s + 1) + 10 * rng.normal()}, None, None, f"in:0:{t}")
+            for t in range(n // sensors) for s in range(sensors)]
+
+
+def forecast_events(n=240, regions=3, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in range(n // regions):
+        hour = t % 24
+        for r in range(regions):
+            demand = 100 * (r + 1) * (1.3 + math.sin(2 * math.pi * hour / 24)) + rng.normal()
+            out.append(Event(1.7e9 + 3600 * t, (f"r{r}",),
+                             {"demand": demand, "hour_sin": math.sin(2 * math.pi * hour / 24)},
+                             None, None, f"in:0:{t}"))
+    return out
+
+
+def fraud_events(n_days=3, per_day=200, seed=1):
+    out = []
+    for i, tx in enumerate(synthetic_stream(n_days=n_days, n_cards=40, n_terminals=30,
+                                            per_day=per_day, seed=seed)):
+        out.append(Event(parse_timestamp(tx["ts"]), (tx["key"], tx["terminal"]),
+                         dict(tx["features"]), tx["label"], str(tx["tx_id"]), f"in:0:{i}"))
+    return out
+
+
+EVENTS = {"sensor": sensor_events, "forecast": forecast_events, "fraud": fraud_events}
+
+
+def _task(kind):
+    return make_task(kind, PARAMS[kind], 1000, key_fields=KEY_FIELDS[kind])
+
+
+def _run(task, events, batch=50):
+    out = []
+    for i in range(0, len(events), batch):
+        out.extend(task.process(events[i:i + batch]))
+    return out
+
+
+def _same(a: list[Scored], b: list[Scored]):
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        assert x == y
+
+
+def test_the_three_tasks_are_registered():
+    assert set(TASKS) == {"sensor", "fraud", "forecast"}
+    with pytest.raises(ValueError, match="unknown task"):
+        make_task("weather", {}, 10)
+
+
+@pytest.mark.parametrize("kind", sorted(TASKS))
+def test_an_event_output_does_not_depend_on_later_events(kind):
+    events = EVENTS[kind]()
+    cut = len(events) // 2
+    alone = _run(_task(kind), events[:cut])
+    followed = _task(kind).process(events)  # one batch: later events in the same call
+    _same(alone, followed[:cut])
+    assert all(0.0 <= s.score <= 1.0 for s in followed)
+
+
+@pytest.mark.parametrize("kind", sorted(TASKS))
+def test_checkpoint_round_trip_resumes_exactly(kind, tmp_path):
+    events = EVENTS[kind]()
+    cut = len(events) // 2
+    original = _task(kind)
+    _run(original, events[:cut])
+    if kind == "fraud":
+        for e in events[:cut:3]:
+            original.apply_label(e.event_id, e.label)
+    meta, arrays = original.export_state()
+    write_checkpoint(tmp_path, "p0", {"model": meta}, arrays)  # npz, allow_pickle=False
+    manifest, loaded = read_checkpoint(tmp_path, "p0")
+    restored = TASKS[kind].from_state(manifest["model"], loaded, PARAMS[kind], 1000,
+                                      KEY_FIELDS[kind])
+    _same(_run(original, events[cut:]), _run(restored, events[cut:]))
+    assert original.stats() == restored.stats()
+    if kind == "fraud":
+        # Transactions still waiting for their label stay waiting across the restart.
+        late = events[cut + 1]
+        assert original.apply_label(late.event_id, 1) and restored.apply_label(late.event_id, 1)
+        _same(original.process(events[:20]), restored.process(events[:20]))
+
+
+@pytest.mark.parametrize("kind", sorted(TASKS))
+def test_stats_non_finite_detection_and_warm_start(kind):
+    task = _task(kind)
+    _run(task, EVENTS[kind]()[:120])
+    stats = task.stats()
+    for name in ("keys", "evictions", "version", "skipped", "loss", "grad_norm"):
+        assert isinstance(stats[name], int | float), name
+    assert stats["keys"] > 0 and stats["version"] > 0
+    assert task.is_finite()
+    task.forget_keys()
+    assert task.stats()["keys"] == 0
+    if kind == "sensor":
+        task.detector._net.theta[0] = np.nan
+    elif kind == "forecast":
+        task.models[0]._net.theta[0] = np.inf
+    else:
+        task.detector._theta[0] = np.nan
+    assert not task.is_finite()
+
+
+def test_checks_give_reasons():
+    sensor = _task("sensor")
+    first = sensor_events()[0]
+    assert sensor.check(first) is None
+    odd = Event(first.ts, first.keys, {**first.features, "vibration": 1.0}, None, None, "")
+    problem = sensor.check(odd)
+    assert "vibration" in problem and problem.reason == "unknown_feature"
+
+    forecast = _task("forecast")
+    event = forecast_events()[0]
+    assert forecast.check(event) is None
+    no_target = Event(event.ts, event.keys, {"hour_sin": 0.5}, None, None, "")
+    problem = forecast.check(no_target)
+    assert "demand" in problem and problem.reason == "missing_field"
+    assert forecast.check(Event(event.ts, event.keys, {**event.features, "x": 1.0}, None,
+                                None, "")).reason == "unknown_feature"
+    logged = make_task("forecast", {**NET, "params": {"target": "demand", "log": True}}, 10)
+    negative = Event(event.ts, event.keys, {"demand": -1.0}, None, None, "")
+    assert logged.check(negative).reason == "bad_features"
+
+    fraud = _task("fraud")
+    tx = fraud_events(n_days=1, per_day=5)[0]
+    assert fraud.check(tx) is None
+    assert fraud.check(Event(tx.ts, tx.keys, {"fee": 1.0}, None, "1", "")).reason == (
+        "missing_field")
+    assert fraud.check(Event(tx.ts, tx.keys, {"amount": -5.0}, None, "1", "")).reason == (
+        "bad_features")
+
+
+@pytest.mark.parametrize("kind,params,message", [
+    ("forecast", {"params": {"season": "daily"}}, "model.params.season: expected an integer"),
+    ("forecast", {"params": {"seasonal_diff": 1}}, "season"),
+    ("sensor", {"params": {"target": "x"}}, "not a parameter of the sensor task"),
+    ("sensor", {"params": {"hidden_size": 8}}, "set it as model.hidden_size"),
+    ("fraud", {"params": {"prior": 2.0}}, "prior"),
+    ("fraud", {"params": {"windows_days": "week"}}, "list of numbers"),
+    ("weather", {}, "unknown task"),
+])
+def test_bad_parameters_name_what_is_wrong(kind, params, message):
+    with pytest.raises(ValueError, match=message):
+        check_params(kind, params, ("key", "terminal"))
+
+
+# --------------------------------------------------------------------------- sensor
+
+
+def test_batch_forecasts_equal_forecast_one_before_each_reading():
+    rng = np.random.default_rng(3)
+    n = 300
+    X = np.column_stack([20 + np.sin(np.arange(n) / 5) + rng.normal(0, 0.1, n),
+                         900 + rng.normal(0, 5, n)])
+    # Six keys through three slots: keys take slots afresh mid-batch (evictions).
+    keys = [f"k{i % 6}" if i < 150 else f"k{i % 2}" for i in range(n)]
+
+    def model():
+        m = RNNAnomalyDetector(hidden_size=4, window=4, update_every=2, seed=1, max_keys=3)
+        m.learn_one({"a": X[0, 0], "b": X[0, 1]}, key=keys[0])
+        return m
+
+    loop, batch = model(), model()
+    expected_mean = np.full((n - 1, 2), np.nan)
+    expected_std = np.full((n - 1, 2), np.nan)
+    for i in range(1, n):
+        for name, (mean, std) in loop.forecast_one(keys[i]).items():
+            k = loop._features[name]
+            expected_mean[i - 1, k], expected_std[i - 1, k] = mean, std
+        loop.learn_one({"a": X[i, 0], "b": X[i, 1]}, key=keys[i])
+    scores, means, stds = batch.score_learn_many(X[1:], keys[1:], return_forecast=True)
+    npt.assert_allclose(means, expected_mean, rtol=1e-12)
+    npt.assert_allclose(stds, expected_std, rtol=1e-12)
+    assert np.isnan(means).any() and not np.isnan(means).all()
+    # Asking for forecasts changes nothing else.
+    npt.assert_array_equal(scores, model().score_learn_many(X[1:], keys[1:]))
+
+
+def test_sensor_prediction_is_the_forecast_made_before_the_reading():
+    events = sensor_events(n=120)
+    task, reference = _task("sensor"), _task("sensor")
+    out = _run(task, events, batch=25)
+    seen = set()
+    for event, scored in zip(events, out, strict=True):
+        key = event.keys[0]
+        if key not in seen:
+            assert scored.prediction == {} and scored.spread == {} and scored.score == 0.0
+        else:
+            forecast = reference.detector.forecast_one(key)
+            assert set(scored.prediction) == {"temp", "rpm"}
+            for name, (mean, std) in forecast.items():
+                assert scored.prediction[name] == pytest.approx(mean, rel=1e-12)
+                assert scored.spread[name] == pytest.approx(std, rel=1e-12)
+        seen.add(key)
+        reference.process([event])
+
+
+# --------------------------------------------------------------------------- forecast
+
+
+def test_forecast_prediction_spread_and_score():
+    events = forecast_events(n=360)
+    task = _task("forecast")
+    out = _run(task, events, batch=40)
+    reference = RNNForecaster(max_keys=1000, **NET)
+    errors: dict[str, list[float]] = {}
+    for event, scored in zip(events, out, strict=True):
+        key = event.keys[0]
+        y = event.features["demand"]
+        covariates = {"hour_sin": event.features["hour_sin"]}
+        if key not in errors:
+            assert scored.prediction == {} and scored.score == 0.0
+            errors[key] = []
+        else:
+            mean = reference.forecast(1, [covariates], key=key)[0]
+            assert scored.prediction == {"demand": pytest.approx(mean, rel=1e-12)}
+            past = errors[key]
+            if past:
+                # Below spread_memory errors the spread is their root mean square.
+                std = math.sqrt(sum(e * e for e in past) / len(past))
+                assert scored.spread["demand"] == pytest.approx(std, rel=1e-9)
+                assert scored.score == pytest.approx(math.erf(abs(y - mean) / std / 2**0.5),
+                                                     abs=1e-12)
+            else:
+                assert scored.spread == {} and scored.score == 0.0
+            past.append(y - mean)
+        reference.learn_one(y, covariates, key=key)
+    # Roughly calibrated: scores of ordinary values spread around the middle.
+    assert 0.2 < np.mean([s.score for s in out[-120:]]) < 0.8
+
+
+def test_forecast_without_target_forecasts_every_feature():
+    task = make_task("forecast", NET, 100)
+    events = sensor_events(n=80)
+    out = _run(task, events)
+    assert task.targets == ["rpm", "temp"]
+    assert set(out[-1].prediction) == {"rpm", "temp"} == set(out[-1].spread)
+
+
+# --------------------------------------------------------------------------- fraud
+
+
+def test_fraud_output_is_the_probability_and_labels_are_never_read():
+    events = fraud_events()
+    task = _task("fraud")
+    out = _run(task, events)
+    for scored in out:
+        assert scored.prediction == {"fraud_probability": scored.score} and scored.spread == {}
+    flipped = [Event(e.ts, e.keys, e.features, 1 - e.label, e.event_id, e.src)
+               for e in events]
+    _same(out, _run(_task("fraud"), flipped))
+    assert task.stats()["keys"] == sum(task.detector.n_keys.values())
+
+
+def test_late_labels_change_later_scores_only():
+    events = fraud_events(n_days=4)
+    cut = len(events) // 2
+    informed, blind = _task("fraud"), _task("fraud")
+    before_informed = _run(informed, events[:cut])
+    before_blind = _run(blind, events[:cut])
+    applied = sum(informed.apply_label(e.event_id, e.label) for e in events[:cut])
+    assert applied == cut
+    # Already emitted outputs are what they were; the labels only reach later events.
+    _same(before_informed, before_blind)
+    after_informed = _run(informed, events[cut:])
+    after_blind = _run(blind, events[cut:])
+    assert any(a.score != b.score for a, b in zip(after_informed, after_blind, strict=True))
+    # A label is applied once, and only to a transaction waiting for it.
+    assert not informed.apply_label(events[0].event_id, 1)
+    assert not informed.apply_label("no-such-id", 1)
+    assert not _task("sensor").apply_label("1", 1)
+    assert not _task("forecast").apply_label("1", 1)
+
+
+def test_fraud_detector_state_round_trip_continues_bit_for_bit(tmp_path):
+    stream = synthetic_stream(n_days=4, n_cards=60, n_terminals=40, per_day=300, seed=2)
+    for tx in stream:
+        del tx["label"], tx["scenario"]
+
+    def model():
+        return FraudDetector(hidden_size=4, head_hidden=4, window=4, update_every=2, seed=3,
+                             max_keys=30, max_pending=500, cold_start=2)
+
+    original = model()
+    half = 600
+    original.score_learn_many(stream[:half])
+    for tx in range(0, half, 3):
+        original.reveal_label(tx, tx % 7 == 0)
+    meta, arrays = original.export_state()
+    write_checkpoint(tmp_path, "fraud", {"model": meta}, arrays)
+    manifest, loaded = read_checkpoint(tmp_path, "fraud")
+    restored = FraudDetector.from_state(manifest["model"], loaded)
+    npt.assert_array_equal(original.score_learn_many(stream[half:]),
+                           restored.score_learn_many(stream[half:]))
+    # Labels of transactions from before the export still land, on the right entities.
+    for tx in range(1, len(stream), 2):
+        assert original.reveal_label(tx, tx % 5 == 0) == restored.reveal_label(tx, tx % 5 == 0)
+    assert original.n_evictions == restored.n_evictions
+    assert original.n_stale_tallies == restored.n_stale_tallies > 0
+    again = [dict(tx, tx_id=tx["tx_id"] + 10**6) for tx in stream[:300]]
+    npt.assert_array_equal(original.score_learn_many(again), restored.score_learn_many(again))
+    with pytest.raises(ValueError, match="not FraudDetector"):
+        FraudDetector.from_state({**meta, "class": "RNNRegressor"}, arrays)
