@@ -346,6 +346,13 @@ def replay(
         if len(batch) >= batch_size:
             flush()
     flush()
+    if ts:
+        # Labels due by the end of the stream still reach the model (its final state and
+        # statistics include them); only those the stream never reached stay pending.
+        while pending and pending[0][0] <= ts[-1]:
+            _, _, event_id, label = heapq.heappop(pending)
+            result.labels_applied += 1
+            result.labels_accepted += bool(model.apply_label(event_id, label))
     result.seconds = clock() - started
     result.labels_pending = len(pending)
     result.ts = np.asarray(ts, dtype=np.float64)
@@ -436,9 +443,11 @@ def _detection(result: ReplayResult, incidents: list[Incident]) -> dict[str, Any
     }
 
 
-def _forecast_errors(result: ReplayResult, season_seconds: float) -> dict[str, Any]:
+def _forecast_errors(result: ReplayResult, season_seconds: float, target: str | None
+                     ) -> dict[str, Any]:
     """MAE/RMSE of the model's forecasts and of a seasonal-naive forecast (each key's
-    reading one season earlier), the ratio measured over the points both forecast."""
+    reading one season earlier), the ratio measured over the points both forecast; only
+    the ``target`` feature when one is named, else every feature."""
     model_err: list[float] = []
     naive_err: list[float] = []
     both_model: list[float] = []
@@ -459,6 +468,8 @@ def _forecast_errors(result: ReplayResult, season_seconds: float) -> dict[str, A
             if j < pos and abs(times[j] - (times[pos] - season_seconds)) <= tolerance:
                 past = result.features[rows[j]]
             for name, value in actual.items():
+                if target is not None and name != target:
+                    continue
                 m = pred.get(name)
                 n = past.get(name) if past is not None else None
                 if m is not None:
@@ -565,7 +576,8 @@ def summarize(result: ReplayResult) -> dict[str, Any]:
         summary.update(_detection(result, incidents))
     if scenario.task in ("sensor", "forecast"):
         season = getattr(scenario, "season_seconds", None) or DEFAULT_SEASON_SECONDS
-        summary.update(_forecast_errors(result, float(season)))
+        summary.update(_forecast_errors(result, float(season),
+                                        getattr(scenario, "target", None)))
     if scenario.task == "fraud" and n:
         summary.update(_fraud_daily(result))
     summary["model_stats"] = dict(result.stats)
@@ -581,16 +593,21 @@ def summarize(result: ReplayResult) -> dict[str, Any]:
     return summary
 
 
+# Name parts of metrics bounded from above (errors, delays, losses, dead letters); every
+# other expectation is a lower bound. The same rule as the scenario loader's.
+_MAXIMUM_PARTS = frozenset({"mae", "rmse", "mse", "mape", "delay", "loss", "dead"})
+
+
 def _is_maximum(name: str) -> bool:
-    # Errors and delays are bounded from above; every other expectation from below.
-    return bool({"mae", "rmse", "delay"} & set(name.lower().split("_")))
+    return bool(_MAXIMUM_PARTS & set(name.lower().split("_")))
 
 
 def check_expectations(expect: Mapping[str, float], summary: Mapping[str, Any]) -> list[str]:
     """Each failed expectation as ``"name: measured X, expected >= Y"`` (empty: all met).
 
-    Names are summary keys; a name with a ``mae``, ``rmse`` or ``delay`` part is a
-    maximum, any other a minimum. A metric the replay could not measure fails.
+    Names are summary keys; a name with a ``mae``, ``rmse``, ``mse``, ``mape``, ``delay``,
+    ``loss`` or ``dead`` part is a maximum, any other a minimum. A metric the replay could
+    not measure fails.
 
     Examples
     --------
