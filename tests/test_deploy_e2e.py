@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -202,9 +202,9 @@ class Deployment:
                 assert code == 0, f"serve exited with {code}:\n{self.daemon_log()[-3000:]}"
 
 
-@pytest.fixture(scope="module")
-def deployment(kafka_broker_process, tmp_path_factory):
-    """A running daemon with events processed and Prometheus scraping it."""
+def running_deployment(kafka_broker_process, tmp_path_factory) -> Iterator[Deployment]:
+    """A running daemon with events processed and Prometheus scraping it (a fixture body:
+    stops both when resumed)."""
     workdir = tmp_path_factory.mktemp("deploy")
 
     def create_topic(partitions: int) -> str:
@@ -219,6 +219,11 @@ def deployment(kafka_broker_process, tmp_path_factory):
         yield deployed
     finally:
         deployed.stop()
+
+
+@pytest.fixture(scope="module")
+def deployment(kafka_broker_process, tmp_path_factory):
+    yield from running_deployment(kafka_broker_process, tmp_path_factory)
 
 
 def test_prometheus_scrapes_the_daemon(deployment):
