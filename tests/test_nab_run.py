@@ -37,15 +37,16 @@ def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
-    """Two small files in NAB's layout: a daily cycle with an incident and a window around
-    it, and an irregularly sampled file without anomalies."""
+    """Two small files in NAB's layout: a daily cycle with an incident on its fifth day (the
+    detector's warm-up holds back its first three days) and a window around it, and an
+    irregularly sampled file without anomalies."""
     root = tmp_path / "nab"
     rng = np.random.default_rng(0)
     start = np.datetime64("2024-01-01T00:00:00")
-    n = 900
+    n = 1300
     t = np.arange(n)
     values = 50 + 10 * np.sin(2 * np.pi * t / 288) + rng.normal(0, 0.5, n)
-    values[700:706] += 30
+    values[1100:1106] += 30
     stamps = [str(start + np.timedelta64(300 * int(i), "s")).replace("T", " ") for i in t]
     _write_csv(root / "data" / "demo" / "incident.csv", stamps, [f"{v:.3f}" for v in values])
     gaps = np.cumsum(rng.integers(60, 600, 500))
@@ -53,7 +54,7 @@ def corpus(tmp_path: Path) -> Path:
     _write_csv(root / "data" / "other" / "quiet.csv", stamps_b,
                [str(int(v)) for v in rng.integers(0, 5, 500)])  # quantized readings
     windows = {
-        "demo/incident.csv": [[stamps[660] + ".000000", stamps[740] + ".000000"]],
+        "demo/incident.csv": [[stamps[1060] + ".000000", stamps[1140] + ".000000"]],
         "other/quiet.csv": [],
     }
     (root / "labels").mkdir()
@@ -66,7 +67,7 @@ def corpus(tmp_path: Path) -> Path:
 def test_nab_writes_every_file_with_the_input_rows(corpus, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["nab", "--data", str(corpus), "--out", str(out), "--jobs", "1"]) == 0
-    assert "2 files, 1400 rows" in capsys.readouterr().out
+    assert "2 files, 1800 rows" in capsys.readouterr().out
     for name in ("demo/incident.csv", "other/quiet.csv"):
         header_in, rows_in = _read_csv(corpus / "data" / name)
         header, rows = _read_csv(out / name)
@@ -77,7 +78,7 @@ def test_nab_writes_every_file_with_the_input_rows(corpus, tmp_path, capsys):
         assert scores.min() >= 0.0 and scores.max() <= 1.0
     _, rows = _read_csv(out / "demo" / "incident.csv")
     scores = np.array([float(r["anomaly_score"]) for r in rows])
-    assert int(np.argmax(scores)) in range(700, 706)
+    assert int(np.argmax(scores)) in range(1100, 1106)
     assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["incident.csv",
                                                                      "quiet.csv"]
 

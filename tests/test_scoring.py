@@ -25,7 +25,9 @@ from stream_rnn.synth.plant import plant_events
 
 NAB = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "nab"
 STEP = 300.0  # seconds between readings of the synthetic streams
-SMALL = {"hidden_size": 8, "n_members": 2, "warmup": 100, "season_buffer": 512}
+# Short synthetic streams: a short warm-up, in readings and in days.
+SMALL = {"hidden_size": 8, "n_members": 2, "warmup": 100, "warmup_seasons": 1.0,
+         "season_buffer": 512}
 
 
 def _run(values, times=None, **params):

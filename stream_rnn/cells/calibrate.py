@@ -11,14 +11,23 @@ a clean one almost never. Each stream is therefore judged against its own past:
 3. ``a_t`` is compared with the long-run distribution of ``a`` *before* ``t`` (an
    exponentially weighted mean and variance over about ``long_memory`` events): the
    Gaussian tail probability ``p_t = P(A >= a_t)`` is the evidence, and
-   ``x_t = -log10 p_t`` its strength in decades.
+   ``x_t = -log10 p_t`` its strength in decades. With ``slow_memory``, ``a_t`` is also
+   compared with a second, slower distribution (about ``slow_memory`` events) and the
+   weaker of the two tail probabilities counts: a reading must be rare against the
+   recent past *and* the long run. The fast one follows changes of regime; the slow one
+   remembers surprises that recur less often than the fast memory lasts (a nightly
+   batch job's spike, a weekly restart), which the fast one alone would call new every
+   time.
 4. The score is ``x_t / (x_t + scale)``: 0 for nothing unusual, 0.5 at ``p = 10^-scale``
    (``10^-5`` by default), approaching 1 for ever stronger evidence. The same threshold
    therefore means the same rarity on every stream. The Gaussian tail is a yardstick, not
    a literal probability: surprise is heavier-tailed than that, so quiet streams reach
    ``10^-5`` now and then, but equally often whatever their units or noise level.
 5. Warm-up: the first ``warmup`` events of a stream score 0 (they still feed the
-   statistics), because a tail probability against a handful of events means nothing.
+   statistics), because a tail probability against a handful of events means nothing;
+   with ``warmup_time``, so do its events until that many seconds have passed since its
+   first one (a forecaster with a daily seasonal input has not seen what a normal day
+   looks like after a few hundred readings of one day).
 6. Spike once (``refractory``): an alarm is reported when it first rises; while the
    score stays below the stream's recent peak score (which decays linearly, by
    ``1 / refractory`` per event) the score is 0. A sustained incident
@@ -38,6 +47,7 @@ import numpy as np
 from stream_rnn.cells._flags import jit
 
 __all__ = [
+    "CALIBRATION_ARGS",
     "DEFAULT_SCALE",
     "SurpriseCalibrator",
     "calibrate_many",
@@ -99,31 +109,59 @@ def log_surprise(z_row):
 def calibration_rows(short_window: int) -> dict[str, tuple[tuple[int, ...], type]]:
     """Shapes and dtypes of one stream's calibration state, as keyed stores take them.
 
+    ``8 * (short_window + 7)`` bytes per stream.
+
     Examples
     --------
-    >>> sorted(calibration_rows(3))
-    ['cal_buf', 'cal_count', 'cal_mean', 'cal_peak', 'cal_var']
+    >>> sorted(calibration_rows(3))  # doctest: +NORMALIZE_WHITESPACE
+    ['cal_buf', 'cal_count', 'cal_mean', 'cal_mean_slow', 'cal_peak', 'cal_start', 'cal_var',
+     'cal_var_slow']
     """
     return {
         "cal_buf": ((short_window,), np.float64),
         "cal_count": ((), np.int64),
         "cal_mean": ((), np.float64),
         "cal_var": ((), np.float64),
+        "cal_mean_slow": ((), np.float64),
+        "cal_var_slow": ((), np.float64),
+        "cal_start": ((), np.float64),
         "cal_peak": ((), np.float64),
     }
 
 
+#: Row names in the argument order of :func:`calibrate_many`.
+CALIBRATION_ARGS = ("cal_buf", "cal_count", "cal_mean", "cal_var", "cal_mean_slow",
+                    "cal_var_slow", "cal_start", "cal_peak")
+
+
 @jit
-def calibrate_many(slots, resets, valid, u, buf, count, mean, var, peak,
-                   warmup, long_memory, refractory, scale, out):
+def _fold(mean, var, s, a, alpha):
+    d = a - mean[s]
+    mean[s] += alpha * d
+    var[s] = (1.0 - alpha) * (var[s] + alpha * d * d)
+
+
+@jit
+def _tail_decades(a, mean, var):
+    return gaussian_tail_decades((a - mean) / max(math.sqrt(var), _MIN_SPREAD))
+
+
+@jit
+def calibrate_many(slots, resets, valid, u, times, buf, count, mean, var, mean_slow, var_slow,
+                   start, peak, warmup, warmup_time, long_memory, slow_memory, refractory,
+                   scale, out):
     """Scores for a batch of surprises ``u`` of streams ``slots``, in arrival order.
 
     ``buf`` ``(S, W)`` holds each stream's last ``W`` surprises (``W`` is the short
-    window), ``count``/``mean``/``var``/``peak`` ``(S,)`` its event count, long-run mean and
-    variance of the short-term surprise, and its recent alarm peak; all are updated in
-    place. ``resets[i]`` zeroes the stream's state first (a new stream took the slot).
-    Events with ``valid[i]`` False (a stream's first reading, with nothing to forecast it
-    from) score 0 and change nothing. ``out[i]`` receives the score of event ``i``.
+    window); ``count``, ``mean``/``var``, ``mean_slow``/``var_slow``, ``start`` and
+    ``peak`` ``(S,)`` its event count, the long-run mean and variance of the short-term
+    surprise over ``long_memory`` and over ``slow_memory`` events (``slow_memory`` 0: not
+    used), the time of its first event (NaN until one has a time) and its recent alarm
+    peak; all are updated in place. ``times[i]`` is the event's time in seconds (NaN:
+    unknown, which never holds the warm-up). ``resets[i]`` zeroes the stream's state
+    first (a new stream took the slot). Events with ``valid[i]`` False (a stream's first
+    reading, with nothing to forecast it from) score 0 and change nothing. ``out[i]``
+    receives the score of event ``i``.
     """
     W = buf.shape[1]
     for i in range(slots.shape[0]):
@@ -133,20 +171,31 @@ def calibrate_many(slots, resets, valid, u, buf, count, mean, var, peak,
             count[s] = 0
             mean[s] = 0.0
             var[s] = 0.0
+            mean_slow[s] = 0.0
+            var_slow[s] = 0.0
+            start[s] = math.nan
             peak[s] = 0.0
         out[i] = 0.0
         if not valid[i]:
             continue
+        t = times[i]
         n = count[s]
+        # A fresh slot may hold zeros rather than NaN: the first event sets the start.
+        if n == 0 or (math.isnan(start[s]) and not math.isnan(t)):
+            start[s] = t
         buf[s, n % W] = u[i]
         n += 1
         total = 0.0
         for j in range(min(n, W)):
             total += buf[s, j]
         a = total / min(n, W)
-        if n > warmup:
-            spread = max(math.sqrt(var[s]), _MIN_SPREAD)
-            x = gaussian_tail_decades((a - mean[s]) / spread)
+        # An event without a time cannot tell how long the stream has run: only the
+        # event count holds it back then.
+        young = warmup_time > 0.0 and not math.isnan(t) and t - start[s] < warmup_time
+        if n > warmup and not young:
+            x = _tail_decades(a, mean[s], var[s])
+            if slow_memory > 0:
+                x = min(x, _tail_decades(a, mean_slow[s], var_slow[s]))
             score = x / (x + scale)
             if refractory > 0:
                 if score > peak[s]:
@@ -155,10 +204,9 @@ def calibrate_many(slots, resets, valid, u, buf, count, mean, var, peak,
             else:
                 out[i] = score
         # Fold in after scoring: the event is judged against the past only.
-        alpha = max(1.0 / n, 1.0 / long_memory)
-        d = a - mean[s]
-        mean[s] += alpha * d
-        var[s] = (1.0 - alpha) * (var[s] + alpha * d * d)
+        _fold(mean, var, s, a, max(1.0 / n, 1.0 / long_memory))
+        if slow_memory > 0:
+            _fold(mean_slow, var_slow, s, a, max(1.0 / n, 1.0 / slow_memory))
         count[s] = n
 
 
@@ -175,8 +223,13 @@ class SurpriseCalibrator:
     long_memory
         Events the long-run statistics of the short-term surprise remember (an exponential
         average once that many events have been seen).
+    slow_memory
+        Events the second, slower long-run statistics remember; a score needs the
+        short-term surprise to be rare against both (``None``: the first only).
     warmup
         Events that score 0 while the statistics settle.
+    warmup_time
+        Seconds from the first event during which events score 0 too (``0``: none).
     refractory
         Events over which a reported alarm peak decays; while the evidence stays under
         it the score is 0 (``0`` reports every event's score).
@@ -202,31 +255,38 @@ class SurpriseCalibrator:
     def __init__(
         self,
         short_window: int = 3,
-        long_memory: int = 500,
+        long_memory: int = 300,
+        slow_memory: int | None = 5000,
         warmup: int = 300,
+        warmup_time: float = 0.0,
         refractory: int = 300,
         scale: float = DEFAULT_SCALE,
     ) -> None:
         self.short_window = short_window
         self.long_memory = long_memory
+        self.slow_memory = slow_memory
         self.warmup = warmup
+        self.warmup_time = warmup_time
         self.refractory = refractory
         self.scale = scale
-        check_params(short_window, long_memory, warmup, refractory, scale)
+        check_params(short_window, long_memory, warmup, refractory, scale, slow_memory,
+                     warmup_time)
         self._state = {name: np.zeros((1, *shape), dtype=dtype)
                        for name, (shape, dtype) in calibration_rows(short_window).items()}
         self._slot = np.zeros(1, dtype=np.int64)
         self._reset = np.zeros(1, dtype=np.bool_)
         self._valid = np.ones(1, dtype=np.bool_)
+        self._time = np.zeros(1, dtype=np.float64)
         self._out = np.zeros(1, dtype=np.float64)
 
-    def update(self, surprise: float) -> float:
-        """Score of ``surprise`` against the past, then fold it in."""
-        st = self._state
+    def update(self, surprise: float, t: float | None = None) -> float:
+        """Score of ``surprise`` at time ``t`` (seconds) against the past, then fold it in."""
+        self._time[0] = math.nan if t is None else float(t)
         calibrate_many(self._slot, self._reset, self._valid,
-                       np.array([surprise], dtype=np.float64), st["cal_buf"], st["cal_count"],
-                       st["cal_mean"], st["cal_var"], st["cal_peak"], self.warmup,
-                       self.long_memory, self.refractory, self.scale, self._out)
+                       np.array([surprise], dtype=np.float64), self._time,
+                       *(self._state[name] for name in CALIBRATION_ARGS), self.warmup,
+                       float(self.warmup_time), self.long_memory, slow_memory_events(
+                           self.slow_memory), self.refractory, self.scale, self._out)
         return float(self._out[0])
 
     @property
@@ -235,17 +295,26 @@ class SurpriseCalibrator:
         return int(self._state["cal_count"][0])
 
 
+def slow_memory_events(slow_memory: int | None) -> int:
+    """``slow_memory`` as :func:`calibrate_many` takes it (0 for ``None``)."""
+    return 0 if slow_memory is None else int(slow_memory)
+
+
 def check_params(short_window: int, long_memory: int, warmup: int, refractory: int,
-                 scale: float) -> None:
+                 scale: float, slow_memory: int | None = None,
+                 warmup_time: float = 0.0) -> None:
     """Raise ValueError naming the first unusable calibration setting."""
     if not (isinstance(short_window, int | np.integer) and short_window >= 1):
         raise ValueError(f"short_window must be a positive integer, got {short_window!r}")
     if not long_memory >= 1:
         raise ValueError(f"long_memory must be >= 1, got {long_memory!r}")
+    if slow_memory is not None and not slow_memory >= 1:
+        raise ValueError(f"slow_memory must be >= 1 or None, got {slow_memory!r}")
     if not warmup >= 0:
         raise ValueError(f"warmup must be >= 0, got {warmup!r}")
+    if not warmup_time >= 0:
+        raise ValueError(f"warmup_time must be >= 0 seconds, got {warmup_time!r}")
     if not refractory >= 0:
         raise ValueError(f"refractory must be >= 0, got {refractory!r}")
     if not scale > 0:
         raise ValueError(f"scale must be > 0, got {scale!r}")
-

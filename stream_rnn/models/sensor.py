@@ -12,23 +12,25 @@ import numpy as np
 from river import base
 
 from stream_rnn.cells._flags import jit
-from stream_rnn.cells.network import Network
-from stream_rnn.cells.scaling import _fold_in, gaussian_surprise, scale_row
-from stream_rnn.models.base import RNNBase
 from stream_rnn.cells.calibrate import (
+    CALIBRATION_ARGS,
     DEFAULT_SCALE,
     calibrate_many,
     calibration_rows,
     check_params,
     log_surprise,
+    slow_memory_events,
 )
+from stream_rnn.cells.network import Network
+from stream_rnn.cells.scaling import _fold_in, gaussian_surprise, scale_row
+from stream_rnn.models.base import RNNBase
 from stream_rnn.state.store import KeyedState
 
 __all__ = ["SensorAnomalyDetector"]
 
 _NET_ROWS = ("state", "snapshot", "window_inputs", "window_targets", "window_len", "pending")
 _SCALER_ROWS = ("scale_mean", "scale_var", "scale_count", "last", "ring_t", "ring_x")
-_CAL_ROWS = ("cal_buf", "cal_count", "cal_mean", "cal_var", "cal_peak")
+_CAL_ROWS = CALIBRATION_ARGS
 
 
 @jit
@@ -140,16 +142,21 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
     ``z_k``, averaged over ``n_members`` networks with different seeds (a small ensemble
     steadies the surprise of a model that is still learning). The surprise becomes a score
     through :mod:`stream_rnn.cells.calibrate`: the mean surprise of the last
-    ``short_window`` readings against the key's long-run distribution of it, as a Gaussian
-    tail probability ``p``, reported as ``x / (x + score_scale)`` with ``x = -log10 p``.
+    ``short_window`` readings against the key's long-run distributions of it (over about
+    ``long_memory`` and ``slow_memory`` readings; the weaker evidence counts), as a
+    Gaussian tail probability ``p``, reported as ``x / (x + score_scale)`` with
+    ``x = -log10 p``.
 
     Strictly online: the score of a reading uses that reading and earlier ones only.
     Readings are standardized per key with running statistics, so sensors in any units
     share one set of weights and one threshold.
 
     Warm-up: a key's first ``warmup`` readings score 0 (they are learned from and feed the
-    calibration, but their tail probability would be guesswork); a key's first two
-    readings only seed its running statistics. After an alarm, scores stay 0 until the evidence
+    calibration, but their tail probability would be guesswork), and with ``season`` so do
+    its readings of the first ``warmup_seasons`` seasons (the networks need a few
+    repetitions of the cycle before their seasonal input means anything: on 5-minute data
+    with a daily cycle, 300 readings are one day); a key's first two readings only seed its
+    running statistics. After an alarm, scores stay 0 until the evidence
     exceeds the alarm's peak decayed over ``refractory`` readings: an incident spikes once.
 
     ``score_one`` changes nothing; ``learn_one`` moves the key's state, statistics and
@@ -172,9 +179,18 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
         Readings after which the per-key statistics become an exponential average.
     clip
         Standardized inputs and targets are clipped to ``[-clip, clip]``.
-    short_window, long_memory, warmup, refractory, score_scale
+    short_window, long_memory, slow_memory, warmup, refractory, score_scale
         Calibration (see :class:`~stream_rnn.cells.calibrate.SurpriseCalibrator`;
         ``score_scale`` is its ``scale``).
+    warmup_seasons
+        Seasons from a key's first scored reading during which it scores 0 (with
+        ``season``; readings without a time are held back by ``warmup`` only).
+
+    Per-key state: each member's network rows (see
+    :meth:`~stream_rnn.cells.network.Network.keyed_arrays`), ``16 * (D + 1)`` bytes of
+    running statistics for ``D`` features, ``8 * season_buffer * (D + 1)`` bytes of
+    seasonal buffer (``season`` only) and ``8 * (short_window + 7)`` bytes of
+    calibration.
     activation, weight_decay, dropout, max_keys, input_size, dtype
         As for :class:`~stream_rnn.models.RNNRegressor`.
 
@@ -212,8 +228,10 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
         scale_memory: int = 10_000,
         clip: float = 10.0,
         short_window: int = 3,
-        long_memory: int = 500,
+        long_memory: int = 300,
+        slow_memory: int | None = 5000,
         warmup: int = 300,
+        warmup_seasons: float = 3.0,
         refractory: int = 300,
         score_scale: float = DEFAULT_SCALE,
         activation: str = "tanh",
@@ -236,7 +254,9 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
         self.clip = clip
         self.short_window = short_window
         self.long_memory = long_memory
+        self.slow_memory = slow_memory
         self.warmup = warmup
+        self.warmup_seasons = warmup_seasons
         self.refractory = refractory
         self.score_scale = score_scale
         self._nets: list[Network] = []
@@ -258,7 +278,10 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
     def _build(self, feature_names: list[Hashable]) -> None:
         self._validate_common()
         check_params(self.short_window, self.long_memory, self.warmup, self.refractory,
-                     self.score_scale)
+                     self.score_scale, self.slow_memory)
+        if not (isinstance(self.warmup_seasons, int | float) and self.warmup_seasons >= 0):
+            raise ValueError(f"warmup_seasons must be a number >= 0, got "
+                             f"{self.warmup_seasons!r}")
         if not (isinstance(self.n_members, int | np.integer) and self.n_members >= 1):
             raise ValueError(f"n_members must be a positive integer, got {self.n_members!r}")
         if self.season is not None and not self.season > 0:
@@ -367,15 +390,18 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
             gaussian_surprise(buf.out[None, :], buf.Y, buf.z)
             _add_surprise(buf.z, buf.valid, buf.u)
         buf.u[0] /= len(self._nets)
-        calibrate_many(buf.slot1, buf.reset1, buf.valid, buf.u, rows["cal_buf"],
-                       rows["cal_count"], rows["cal_mean"], rows["cal_var"], rows["cal_peak"],
-                       self.warmup, self.long_memory, self.refractory, self.score_scale,
-                       buf.score)
+        self._calibrate(buf.slot1, buf.reset1, buf.valid, buf.u, buf.t, rows, buf.score)
         return float(buf.score[0])
 
     @property
     def _season_seconds(self) -> float:
         return 0.0 if self.season is None else float(self.season)
+
+    def _calibrate(self, slots, resets, valid, u, times, rows, scores) -> None:
+        calibrate_many(slots, resets, valid, u, times, *(rows[name] for name in _CAL_ROWS),
+                       self.warmup, float(self.warmup_seasons) * self._season_seconds,
+                       self.long_memory, slow_memory_events(self.slow_memory),
+                       self.refractory, self.score_scale, scores)
 
     def score_one(self, x: dict, key: Hashable | None = None, t: Any = None,
                   **kwargs: Any) -> float:
@@ -444,9 +470,7 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
             _add_surprise(z, valid, u)
         u /= len(self._nets)
         scores = np.empty(n, dtype=np.float64)
-        calibrate_many(slots, resets, valid, u, arrays["cal_buf"], arrays["cal_count"],
-                       arrays["cal_mean"], arrays["cal_var"], arrays["cal_peak"], self.warmup,
-                       self.long_memory, self.refractory, self.score_scale, scores)
+        self._calibrate(slots, resets, valid, u, T, arrays, scores)
         return scores
 
     @property
