@@ -34,7 +34,7 @@ import numpy as np
 from stream_rnn.config import ModelConfig, ScoringConfig, StateConfig
 from stream_rnn.evaluation.fraud import card_precision_daily, day_index
 from stream_rnn.evaluation.metrics import average_precision, roc_auc
-from stream_rnn.io.events import InvalidEvent, parse_event, parse_timestamp
+from stream_rnn.io.events import DEAD_LETTER_REASONS, InvalidEvent, parse_event, parse_timestamp
 from stream_rnn.io.scenario import Scenario
 
 __all__ = [
@@ -58,7 +58,7 @@ DEFAULT_SEASON_SECONDS = 86_400.0
 #: Cards ranked per day for card precision (the Fraud Detection Handbook's k).
 CARD_PRECISION_K = 100
 _DAY = 86_400.0
-# The daemon's partition name for the dead-letter ``src`` of a replayed record.
+# The dead-letter reason of an event the task model refuses without saying why.
 _UNKNOWN_FEATURE = "unknown_feature"
 
 
@@ -144,6 +144,8 @@ def parse_assignments(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     --------
     >>> parse_assignments(["model.hidden_size=16", "model.cell=gru", "scoring.threshold=0.99"])
     {'model': {'hidden_size': 16, 'cell': 'gru'}, 'scoring': {'threshold': 0.99}}
+    >>> parse_assignments(["model.params.season=24"])
+    {'model': {'params': {'season': 24}}}
     >>> parse_assignments(["hidden_size=16"])
     Traceback (most recent call last):
     ...
@@ -152,29 +154,47 @@ def parse_assignments(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for item in items:
         name, sep, text = item.partition("=")
-        section, dot, key = name.strip().partition(".")
-        if not sep or not dot or not section or not key or "." in key:
+        path = [part.strip() for part in name.split(".")]
+        if not sep or len(path) < 2 or not all(path):
             raise ReplayError(f"{item!r}: expected SECTION.FIELD=VALUE")
         text = text.strip()
         try:
             value = tomllib.loads(f"v = {text}")["v"]
         except tomllib.TOMLDecodeError:
             value = text
-        out.setdefault(section, {})[key] = value
+        table: dict[str, Any] = out
+        for part in path[:-1]:
+            table = table.setdefault(part, {})
+            if not isinstance(table, dict):
+                raise ReplayError(f"{item!r}: {part!r} is set to a value, not a table")
+        table[path[-1]] = value
     return out
 
 
 def model_params(scenario: Scenario, overrides: Mapping[str, Any] | None = None
                  ) -> dict[str, Any]:
-    """The task model's arguments: serve's defaults < the scenario's ``[model]`` < overrides.
+    """The task model's arguments: serve's defaults < the scenario's ``[model]`` < overrides,
+    flat (``[model.params]`` entries merged in).
 
     Serve hands every ``[model]`` field of its configuration to the task model, so a replay
     starts from the same defaults and a scenario tested here runs the same model live.
     """
     defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig) if f.name != "task"}
-    params = {**defaults, **scenario.model, **(overrides or {})}
+    params = {**_flat(defaults), **_flat(scenario.model), **_flat(overrides or {})}
     params.pop("task", None)
     return params
+
+
+def _flat(model: Mapping[str, Any]) -> dict[str, Any]:
+    # The task's own parameters may sit in a nested ``params`` table ([model.params]); the
+    # task models take them flat too, and flat they override one another predictably.
+    flat = dict(model)
+    nested = flat.pop("params", None)
+    if isinstance(nested, Mapping):
+        flat.update(nested)
+    elif nested is not None:
+        flat["params"] = nested  # let the task model reject it with its own message
+    return flat
 
 
 def _build_task(scenario: Scenario, params: dict[str, Any]) -> Any:
@@ -328,8 +348,10 @@ def replay(
         except InvalidEvent as exc:
             result.dead_letters[exc.reason] += 1
             continue
-        if has_check and model.check(event) is not None:
-            result.dead_letters[_UNKNOWN_FEATURE] += 1
+        problem = model.check(event) if has_check else None
+        if problem is not None:
+            reason = getattr(problem, "reason", _UNKNOWN_FEATURE)
+            result.dead_letters[reason if reason in DEAD_LETTER_REASONS else _UNKNOWN_FEATURE] += 1
             continue
         if speed is not None:
             if stream_origin is None:
@@ -443,11 +465,11 @@ def _detection(result: ReplayResult, incidents: list[Incident]) -> dict[str, Any
     }
 
 
-def _forecast_errors(result: ReplayResult, season_seconds: float, target: str | None
-                     ) -> dict[str, Any]:
+def _forecast_errors(result: ReplayResult, season_seconds: float,
+                     targets: frozenset[str]) -> dict[str, Any]:
     """MAE/RMSE of the model's forecasts and of a seasonal-naive forecast (each key's
     reading one season earlier), the ratio measured over the points both forecast; only
-    the ``target`` feature when one is named, else every feature."""
+    the ``targets`` features when any are named, else every feature."""
     model_err: list[float] = []
     naive_err: list[float] = []
     both_model: list[float] = []
@@ -468,7 +490,7 @@ def _forecast_errors(result: ReplayResult, season_seconds: float, target: str | 
             if j < pos and abs(times[j] - (times[pos] - season_seconds)) <= tolerance:
                 past = result.features[rows[j]]
             for name, value in actual.items():
-                if target is not None and name != target:
+                if targets and name not in targets:
                     continue
                 m = pred.get(name)
                 n = past.get(name) if past is not None else None
@@ -576,8 +598,9 @@ def summarize(result: ReplayResult) -> dict[str, Any]:
         summary.update(_detection(result, incidents))
     if scenario.task in ("sensor", "forecast"):
         season = getattr(scenario, "season_seconds", None) or DEFAULT_SEASON_SECONDS
-        summary.update(_forecast_errors(result, float(season),
-                                        getattr(scenario, "target", None)))
+        target = getattr(scenario, "target", None) or ()
+        targets = frozenset([target] if isinstance(target, str) else target)
+        summary.update(_forecast_errors(result, float(season), targets))
     if scenario.task == "fraud" and n:
         summary.update(_fraud_daily(result))
     summary["model_stats"] = dict(result.stats)

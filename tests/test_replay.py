@@ -273,9 +273,12 @@ def test_expectations_bound_errors_and_delays_from_above():
 def test_parse_assignments_reads_toml_values():
     assert parse_assignments(["model.lr=1e-3", "model.clip_norm=false", "model.cell = gru"]) == {
         "model": {"lr": 0.001, "clip_norm": False, "cell": "gru"}}
-    for bad in ("model=3", "model.=3", ".lr=3", "model.a.b=1"):
+    assert parse_assignments(["model.params.season=24", "model.hidden_size=8"]) == {
+        "model": {"params": {"season": 24}, "hidden_size": 8}}
+    for bad in (["model=3"], ["model.=3"], [".lr=3"], ["model..lr=1"],
+                ["model.params=3", "model.params.season=24"]):
         with pytest.raises(ReplayError):
-            parse_assignments([bad])
+            parse_assignments(bad)
 
 
 # ----------------------------------------------------------------------------- the command
@@ -411,3 +414,50 @@ def test_bundled_scenario_meets_its_expectations(name, tmp_path, capsys):
     assert code == 0, out
     assert "check passed" in out
     assert (tmp_path / "report.html").stat().st_size > 10_000
+
+
+def _card_stream(seed: int = 0, days: int = 8) -> list[dict]:
+    # Thirty cards; from day 2, three of them are used for large fraudulent purchases.
+    rng = np.random.default_rng(seed)
+    events = []
+    for step in range(days * 24):
+        for card in rng.choice(30, size=8, replace=False).tolist():
+            fraud = card < 3 and step >= 48
+            amount = float(rng.lognormal(6.0 if fraud else 3.0, 0.5))
+            ts = START + step * 3600 + int(rng.integers(3600))
+            events.append({"ts": ts, "key": f"card-{card}", "id": f"tx-{len(events)}",
+                           "features": {"amount": round(amount, 2)}, "label": int(fraud)})
+    events.sort(key=lambda e: e["ts"])
+    return events
+
+
+def test_the_fraud_model_sees_no_label_before_its_delay(tmp_path):
+    # Labels change the real fraud model's scores, so a label used too early would show:
+    # the scores up to any time must not depend on labels that were not due by then.
+    delay = 86_400.0
+    events = _card_stream()
+    model = {"hidden_size": 4, "window": 8, "update_every": 4, "seed": 0}
+
+    def run(name, stream):
+        folder = write_scenario(tmp_path / name, stream, task="fraud", model=model,
+                                extra=f"label_delay_seconds = {delay}")
+        return replay(load_scenario(folder), batch_size=64)
+
+    full = run("all", events)
+    ts = full.ts
+    unlabelled = run("none", [{k: v for k, v in e.items() if k != "label"} for e in events])
+    first_due = events[0]["ts"] + delay
+    before = ts < first_due
+    assert np.array_equal(full.score[before], unlabelled.score[before])
+    assert not np.allclose(full.score[~before], unlabelled.score[~before])  # labels matter
+    for cut in (START + 3 * 86_400, START + 5 * 86_400 + 7_200):
+        due_by_cut = [e if e["ts"] + delay <= cut else {k: v for k, v in e.items() if k != "label"}
+                      for e in events]
+        partial = run(f"cut-{cut}", due_by_cut)
+        upto = ts <= cut
+        assert np.array_equal(full.score[upto], partial.score[upto])
+        assert not np.array_equal(full.score, partial.score)
+    summary = summarize(full)
+    assert summary["labels_applied"] == full.labels_applied > 0
+    assert [d["day"] for d in summary["daily"]] == list(range(8))
+    assert summary["daily_roc_auc_mean"] is not None
