@@ -7,14 +7,6 @@ import pytest
 from stream_rnn.cli import main
 
 
-def test_demo_replays_the_bundled_scenario_with_live_scores(capsys):
-    assert main(["demo", "--limit", "3000", "--every", "1000"]) == 0
-    out = capsys.readouterr().out
-    assert "3000 events in" in out
-    # A header, one live line per 1000 events, and the summary.
-    assert sum(1 for line in out.splitlines() if "sensor-" in line) >= 3
-
-
 def test_serve_with_a_missing_config_file_exits_2_naming_it(tmp_path, capsys):
     missing = tmp_path / "nope.toml"
     assert main(["serve", "--config", str(missing)]) == 2
