@@ -15,9 +15,9 @@ a clean one almost never. Each stream is therefore judged against its own past:
    compared with a second, slower distribution (about ``slow_memory`` events) and the
    weaker of the two tail probabilities counts: a reading must be rare against the
    recent past *and* the long run. The fast one follows changes of regime; the slow one
-   remembers surprises that recur less often than the fast memory lasts (a nightly
-   batch job's spike, a weekly restart), which the fast one alone would call new every
-   time.
+   keeps the stream's usual spread: after a calm spell the fast distribution narrows, and
+   the return of the stream's ordinary noise (a busy period after a quiet night) would
+   alarm against it alone.
 4. The score is ``x_t / (x_t + scale)``: 0 for nothing unusual, 0.5 at ``p = 10^-scale``
    (``10^-5`` by default), approaching 1 for ever stronger evidence. The same threshold
    therefore means the same rarity on every stream. The Gaussian tail is a yardstick, not
