@@ -342,7 +342,7 @@ def render_report(result: ReplayResult, summary: Mapping[str, Any], *,
     body = [
         f"<h1>Replay: {esc(scenario.name)}</h1>",
         f'<p class="description">{esc(scenario.description)}</p>',
-        f"<p>Task <b>{esc(scenario.task)}</b>, {_format(result.n_events)} events over "
+        f"<p>Task <strong>{esc(scenario.task)}</strong>, {_format(result.n_events)} events over "
         f"{_format(len(set(result.keys)))} keys.</p>",
         "<h2>Summary and configuration</h2><div class=\"tables\">",
         _table(_summary_rows(summary), ("metric", "value")),
