@@ -5,8 +5,9 @@ For every ``DIR/data/<category>/<file>.csv`` (columns ``timestamp,value``) of ea
 file once, in order, scoring each row before learning from it, and the scores go to
 ``OUT/<category>/<file>.csv`` with columns ``timestamp,value,anomaly_score``: the input's
 rows, in the input's order, with its timestamp and value text unchanged. One
-configuration serves every file (``--config``: a TOML file whose ``[detector]`` table holds
-``SensorAnomalyDetector`` arguments). Files run in parallel over ``--jobs`` processes.
+configuration serves every file: the detector's defaults, which are the configuration
+chosen on NAB's dev categories (``--config``: a TOML file whose ``[detector]`` table
+overrides ``SensorAnomalyDetector`` arguments). Files run in parallel over ``--jobs`` processes.
 Score the output with ``stream-rnn nab-score --data DIR --results OUT``. Unusable inputs
 exit with status 2.
 """
