@@ -53,7 +53,7 @@ h3 { font-size: 15px; margin: 20px 0 4px; }
 table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
 th, td { text-align: left; padding: 3px 10px; border-bottom: 1px solid var(--line); }
 th { color: var(--muted); font-weight: 600; }
-td.num { text-align: right; }
+td.num { text-align: right; } td.when, td.status { white-space: nowrap; }
 .pass { color: var(--ok); font-weight: 600; } .fail { color: var(--bad); font-weight: 600; }
 figure.chart-box { margin: 8px 0 16px; position: relative; width: 1160px; }
 figcaption { font-weight: 600; margin-bottom: 2px; }
@@ -134,17 +134,22 @@ def choose_keys(result: ReplayResult, keys: Sequence[str] | None = None, top_key
                 ) -> tuple[list[str], list[str]]:
     """The keys to draw and the requested ones that the replay never saw.
 
-    Named ``keys`` win; otherwise the ``top_keys`` keys with the highest score (ties by name).
+    Named ``keys`` win; otherwise the ``top_keys`` keys with the highest score (scores
+    saturate near 1, so ties go to the key with more flags, then by name).
     """
     names = result.key_names
     present = set(names)
     if keys:
         return [k for k in keys if k in present], [k for k in keys if k not in present]
     best: dict[str, float] = {}
+    flagged: dict[str, int] = {}
+    threshold = result.threshold
     for name, score in zip(names, result.score.tolist(), strict=True):
         if score > best.get(name, -1.0):
             best[name] = score
-    ranked = sorted(best, key=lambda k: (-best[k], k))
+        if score > threshold:
+            flagged[name] = flagged.get(name, 0) + 1
+    ranked = sorted(best, key=lambda k: (-best[k], -flagged.get(k, 0), k))
     return ranked[:top_keys], []
 
 
@@ -291,6 +296,14 @@ def _expectations(scenario_expect: Mapping[str, float], failures: Sequence[str] 
             "</div>")
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7_200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3_600:.1f} h"
+
+
 def _utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -302,10 +315,12 @@ def _incidents(summary: Mapping[str, Any], fmt: Any) -> str:
     rows = []
     for inc in listing:
         delay = inc["delay_seconds"]
-        status = (f"after {_format(delay)} s" if inc["detected"] else "missed")
+        status = f"after {_duration(delay)}" if inc["detected"] else "missed"
         rows.append(f"<tr><td>{esc(inc['kind'])}</td><td>{esc(', '.join(inc['keys']))}</td>"
-                    f"<td>{esc(fmt(inc['start']))}</td><td>{esc(fmt(inc['end']))}</td>"
-                    f"<td class=\"{'pass' if inc['detected'] else 'fail'}\">{esc(status)}</td>"
+                    f"<td class=\"when\">{esc(fmt(inc['start']))}</td>"
+                    f"<td class=\"when\">{esc(fmt(inc['end']))}</td>"
+                    f"<td class=\"status {'pass' if inc['detected'] else 'fail'}\">"
+                    f"{esc(status)}</td>"
                     "</tr>")
     source = summary.get("incident_source", "")
     return (f"<h2>Incidents ({esc(source)})</h2><table><thead><tr><th>kind</th><th>keys</th>"
