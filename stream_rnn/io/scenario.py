@@ -420,11 +420,13 @@ def load_scenario(path: str | Path) -> Scenario:
 
 
 def write_events(events: Iterable[dict[str, Any]], path: str | Path) -> int:
-    """Write events as gzipped JSON lines, reproducibly (no timestamp in the gzip header)."""
+    """Write events as gzipped JSON lines, the same bytes for the same events."""
     count = 0
-    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
-        with io.TextIOWrapper(gz, encoding="utf-8") as fh:
-            for event in events:
-                fh.write(json.dumps(event, separators=(",", ":"), sort_keys=True) + "\n")
-                count += 1
+    # No time and no file name in the gzip header: the bytes depend on the events only.
+    with open(path, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb",
+                                                mtime=0) as gz, \
+            io.TextIOWrapper(gz, encoding="utf-8") as fh:
+        for event in events:
+            fh.write(json.dumps(event, separators=(",", ":"), sort_keys=True) + "\n")
+            count += 1
     return count

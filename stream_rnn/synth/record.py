@@ -6,8 +6,8 @@
 ``scenario.toml`` is written by hand and left alone: its description quotes the generator
 call listed in :data:`RECORDINGS`.
 
-The files are reproducible: the same call gives the same bytes (sorted JSON keys, no
-timestamp in the gzip header).
+The files are reproducible: the same call gives the same bytes (sorted JSON keys, no time
+or file name in the gzip header).
 """
 
 from __future__ import annotations
@@ -55,11 +55,13 @@ def generator_call(name: str) -> str:
 def write_jsonl_gz(events: Iterable[dict[str, Any]], path: str | Path) -> int:
     """Write events as gzipped JSON lines, the same bytes for the same events."""
     count = 0
-    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
-        with io.TextIOWrapper(gz, encoding="utf-8") as fh:
-            for event in events:
-                fh.write(json.dumps(event, separators=(",", ":"), sort_keys=True) + "\n")
-                count += 1
+    # No time and no file name in the gzip header: the bytes depend on the events only.
+    with open(path, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb",
+                                                mtime=0) as gz, \
+            io.TextIOWrapper(gz, encoding="utf-8") as fh:
+        for event in events:
+            fh.write(json.dumps(event, separators=(",", ":"), sort_keys=True) + "\n")
+            count += 1
     return count
 
 
