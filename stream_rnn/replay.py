@@ -58,6 +58,8 @@ DEFAULT_SEASON_SECONDS = 86_400.0
 #: Cards ranked per day for card precision (the Fraud Detection Handbook's k).
 CARD_PRECISION_K = 100
 _DAY = 86_400.0
+# Shared by every event without a prediction or spread; never mutated.
+_EMPTY: dict[str, float] = {}
 # The dead-letter reason of an event the task model refuses without saying why.
 _UNKNOWN_FEATURE = "unknown_feature"
 
@@ -322,8 +324,10 @@ def replay(
             result.keys.append(event.keys)
             result.event_ids.append(event.event_id)
             result.features.append(event.features)
-            result.prediction.append(dict(out.prediction))
-            result.spread.append(dict(getattr(out, "spread", None) or {}))
+            # Kept by reference (task models return fresh dicts): long replays hold
+            # millions of them.
+            result.prediction.append(out.prediction or _EMPTY)
+            result.spread.append(getattr(out, "spread", None) or _EMPTY)
             ts.append(event.ts)
             scores.append(score)
             labels.append(-1 if event.label is None else event.label)
