@@ -28,6 +28,7 @@ __all__ = [
     "MetricsConfig",
     "LimitsConfig",
     "ConfigError",
+    "TaskParams",
     "load",
     "env_var",
 ]
@@ -73,9 +74,53 @@ class EventsConfig:
     max_bytes: int = 65_536
 
 
+class TaskParams(Mapping[str, Any]):
+    """The ``[model.params]`` table: task-specific parameters, read-only and hashable.
+
+    Values are TOML scalars or arrays of them (arrays are kept as tuples).
+
+    Examples
+    --------
+    >>> params = TaskParams({"target": "demand", "windows_days": [1, 7]})
+    >>> dict(params), params == {"target": "demand", "windows_days": (1, 7)}
+    ({'target': 'demand', 'windows_days': (1, 7)}, True)
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, Any] | None = None) -> None:
+        frozen: dict[str, Any] = {}
+        for name, value in (items or {}).items():
+            if isinstance(value, list | tuple):
+                value = tuple(value)
+            if isinstance(value, Mapping) or (isinstance(value, tuple) and any(
+                    isinstance(v, Mapping | list | tuple) for v in value)):
+                raise ConfigError(f"model.params.{name}: expected a value or a list of "
+                                  f"values, got {value!r}")
+            frozen[name] = value
+        self._items = frozen
+
+    def __getitem__(self, name: str) -> Any:
+        return self._items[name]
+
+    def __iter__(self) -> typing.Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self._items.items())))
+
+    def __repr__(self) -> str:
+        return f"TaskParams({self._items!r})"
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """The model each partition runs (one per task type)."""
+    """The model each partition runs (one per task type: ``sensor``, ``forecast`` or
+    ``fraud``), its recurrent networks, and the task's own parameters (``params``, the
+    ``[model.params]`` table; ``stream_rnn.tasks`` lists them per task)."""
 
     task: str = "sensor"
     cell: str = "lstm"
@@ -88,6 +133,7 @@ class ModelConfig:
     clip_norm: float | None = 1.0
     seed: int = 0
     dtype: str = "float32"
+    params: TaskParams = TaskParams()
 
 
 @dataclass(frozen=True)
@@ -148,6 +194,10 @@ def _coerce(section: str, name: str, annotation: Any, value: Any) -> Any:
     """``value`` (from TOML or a string from the environment/CLI) as the field's type."""
     where = f"{section}.{name}"
     hint = annotation
+    if hint is TaskParams:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a table, got {value!r}")
+        return dict(value)
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     optional = origin in (typing.Union, types.UnionType) and type(None) in args
@@ -224,6 +274,19 @@ def load(
             raise ConfigError(f"{origin}: unknown section {section!r}; "
                               f"known: {', '.join(sections)}")
         hints = typing.get_type_hints(sections[section])
+        if section == "model" and name.startswith(("params__", "params.")):
+            # One task parameter from the environment or a flag: a TOML value, or else
+            # the text itself (so target=demand needs no quotes).
+            param = name[len("params__"):] if name.startswith("params__") else name[7:]
+            if not param:
+                raise ConfigError(f"{origin}: no parameter name after model.params")
+            if isinstance(value, str):
+                try:
+                    value = tomllib.loads(f"v = {value}")["v"]
+                except tomllib.TOMLDecodeError:
+                    pass
+            values["model"].setdefault("params", {})[param] = value
+            return
         if name not in hints:
             raise ConfigError(f"{origin}: unknown field {section}.{name}; "
                               f"known: {', '.join(hints)}")
@@ -251,5 +314,36 @@ def load(
             continue
         section, _, name = dotted.partition(".")
         put(section, name, value, f"option {dotted}")
+    if "params" in values["model"]:
+        values["model"]["params"] = TaskParams(values["model"]["params"])
     built = {name: sections[name](**values[name]) for name in sections}
-    return Config(**built)
+    config = Config(**built)
+    _check_task(config)
+    return config
+
+
+def _check_task(config: Config) -> None:
+    """The task exists, the ``[model]`` fields apply to it, and its parameters are known,
+    of the right types and acceptable to its model."""
+    # Imported here: the task models pull in the compiled kernels, which configuration
+    # errors should not wait for.
+    from stream_rnn import tasks
+
+    model = config.model
+    if model.task not in tasks.TASKS:
+        raise ConfigError(f"model.task: unknown task {model.task!r}; "
+                          f"known: {', '.join(sorted(tasks.TASKS))}")
+    task_cls = tasks.TASKS[model.task]
+    defaults = ModelConfig()
+    for name in getattr(task_cls, "FIXED_FIELDS", ()):
+        if getattr(model, name) != getattr(defaults, name):
+            raise ConfigError(f"model.{name} does not apply to the {model.task} task "
+                              f"({task_cls.FIXED_FIELDS_REASON}); leave it at "
+                              f"{getattr(defaults, name)!r}")
+    network = {name: getattr(model, name) for name in tasks.NETWORK_FIELDS}
+    try:
+        tasks.check_params(model.task, {**network, "params": model.params},
+                           config.events.key_fields)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc) if str(exc).startswith("model.")
+                          else f"model ({model.task} task): {exc}") from None

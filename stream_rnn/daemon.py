@@ -25,9 +25,9 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from stream_rnn.config import Config
@@ -50,7 +50,7 @@ from stream_rnn.io.events import (
 )
 from stream_rnn.metrics import Metrics
 from stream_rnn.state.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
-from stream_rnn.tasks import TASKS, Scored, make_task
+from stream_rnn.tasks import NETWORK_FIELDS, TASKS, Scored, check_params, make_task
 
 __all__ = ["Runner", "PartitionTask", "checkpoint_name"]
 
@@ -105,8 +105,6 @@ class Runner:
         self.tasks: dict[Partition, PartitionTask] = {}
         self._stop = False
         self._params = self._model_params()
-        if config.model.task not in TASKS:
-            raise ValueError(f"unknown task {config.model.task!r}; known: {sorted(TASKS)}")
         # Which partition saw an event id recently, so a delayed label finds its model.
         self._event_owner: OrderedDict[str, Partition] = OrderedDict()
         self._live_keys = set(config.metrics.live_keys)
@@ -115,12 +113,14 @@ class Runner:
     # ------------------------------------------------------------------ lifecycle
 
     def _model_params(self) -> dict[str, Any]:
+        """The task model's arguments: the network fields of ``[model]`` and the task's
+        own parameters (``[model.params]``), checked now rather than at the first
+        assignment."""
         m = self.config.model
-        return {
-            "cell": m.cell, "hidden_size": m.hidden_size, "num_layers": m.num_layers,
-            "window": m.window, "update_every": m.update_every, "optimizer": m.optimizer,
-            "lr": m.lr, "clip_norm": m.clip_norm, "seed": m.seed, "dtype": m.dtype,
-        }
+        params = {name: getattr(m, name) for name in NETWORK_FIELDS}
+        params["params"] = dict(m.params)
+        check_params(m.task, params, self.config.events.key_fields)
+        return params
 
     def stop(self) -> None:
         """Ask the loop to finish its batch, checkpoint, commit and return."""
@@ -164,18 +164,22 @@ class Runner:
         polled_at = time.monotonic()
         n = 0
         labels_topic = self.config.kafka.labels_topic
+        labels: list[Record] = []
         for partition, records in batches.items():
             if not records:
                 continue
             n += len(records)
             if labels_topic is not None and partition.topic == labels_topic:
-                self._apply_labels(records)
+                labels.extend(records)
                 continue
             task = self.tasks.get(partition)
             if task is None:
                 # Records of a partition we no longer own: the new owner will read them.
                 continue
             self._process(task, records, polled_at)
+        if labels:
+            # After the events of the same poll: a label may follow its event closely.
+            self._apply_labels(labels)
         if n:
             try:
                 self._flush()
@@ -207,7 +211,8 @@ class Runner:
                 continue
             problem = task.model.check(event) if hasattr(task.model, "check") else None
             if problem is not None:
-                self._dead_letter(task, record, InvalidEvent(UNKNOWN_FEATURE, problem))
+                reason = getattr(problem, "reason", UNKNOWN_FEATURE)
+                self._dead_letter(task, record, InvalidEvent(reason, str(problem)))
                 continue
             valid.append((record, event))
         if valid:
@@ -243,6 +248,8 @@ class Runner:
                     self._remember_owner(event.event_id, task.partition)
                 if out.prediction:
                     body["prediction"] = out.prediction
+                if out.spread:
+                    body["spread"] = out.spread
                 self.sink.send(cfg.kafka.output_topic, record.key, encode_score(body))
                 m.score.observe(out.score)
                 key = "|".join(event.keys)
@@ -308,7 +315,14 @@ class Runner:
                 continue
             owner = self._event_owner.get(event_id)
             task = self.tasks.get(owner) if owner is not None else None
-            if task is not None and task.model.apply_label(event_id, label):
+            if task is not None:
+                applied = task.model.apply_label(event_id, label)
+            else:
+                # The id is older than the owner index, or its event was scored before a
+                # restart or rebalance: whichever partition's model still waits for it.
+                applied = any(t.model.apply_label(event_id, label)
+                              for t in self.tasks.values())
+            if applied:
                 self.metrics.labels_applied.inc()
 
     # ------------------------------------------------------------------ dead letters
@@ -417,10 +431,17 @@ class Runner:
             if cfg.state.warm_start:
                 model = self._warm_start(task_cls, max_keys)
             else:
-                model = make_task(cfg.model.task, self._params, max_keys)
+                model = make_task(cfg.model.task, self._params, max_keys,
+                                  key_fields=cfg.events.key_fields)
             return PartitionTask(partition, model, next_offset=0)
         manifest, arrays = found
-        model = task_cls.from_state(manifest["model"], arrays, self._params, max_keys)
+        try:
+            model = task_cls.from_state(manifest["model"], arrays, self._params, max_keys,
+                                        cfg.events.key_fields)
+        except (KeyError, ValueError) as exc:
+            # A checkpoint of another task or key layout must not be silently replaced.
+            raise RuntimeError(f"cannot restore {partition} as a {cfg.model.task} task: "
+                               f"{exc}") from exc
         return PartitionTask(partition, model, next_offset=int(manifest["next_offset"]))
 
     def _warm_start(self, task_cls: Any, max_keys: int) -> Any:
@@ -433,7 +454,11 @@ class Runner:
         if found is None:
             raise RuntimeError(f"cannot warm-start: no checkpoint manifest at {path}")
         manifest, arrays = found
-        model = task_cls.from_state(manifest["model"], arrays, self._params, max_keys)
+        try:
+            model = task_cls.from_state(manifest["model"], arrays, self._params, max_keys,
+                                        self.config.events.key_fields)
+        except (KeyError, ValueError) as exc:
+            raise RuntimeError(f"cannot warm-start from {path}: {exc}") from exc
         model.forget_keys()
         return model
 

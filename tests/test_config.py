@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from stream_rnn.commands.serve import FLAGS
-from stream_rnn.config import ConfigError, Config, load
+from stream_rnn.config import Config, ConfigError, load
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "deploy" / "stream-rnn.toml"
 
@@ -61,3 +61,37 @@ def test_every_serve_flag_maps_to_a_config_field():
     for field, _ in FLAGS.values():
         section, name = field.split(".")
         assert hasattr(getattr(cfg, section), name), field
+
+
+def test_task_parameters_from_file_and_environment(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[model]\ntask = "forecast"\n[model.params]\ntarget = "demand"\n'
+                    'season = 24\n')
+    cfg = load(path, env={"STREAM_RNN_MODEL__PARAMS__SEASONAL_LAGS": "1",
+                          "STREAM_RNN_MODEL__PARAMS__TARGET": "load"})
+    assert dict(cfg.model.params) == {"target": "load", "season": 24, "seasonal_lags": 1}
+    fraud = load(env={"STREAM_RNN_MODEL__TASK": "fraud",
+                      "STREAM_RNN_MODEL__PARAMS__WINDOWS_DAYS": "[1, 7]"})
+    assert fraud.model.params["windows_days"] == (1, 7)
+    hash(fraud)  # the configuration stays a frozen, hashable value
+
+
+@pytest.mark.parametrize("text,message", [
+    ('[model]\ntask = "weather"\n', "unknown task 'weather'"),
+    ('[model.params]\ntarget = "demand"\n', "model.params.target is not a parameter of the "
+                                            "sensor task"),
+    ('[model]\ntask = "forecast"\n[model.params]\nseason = "daily"\n',
+     "model.params.season: expected an integer"),
+    ('[model]\ntask = "forecast"\n[model.params]\nseasonal_diff = 1\n', "season >= 1"),
+    ('[model]\ntask = "fraud"\n[model.params]\nprior = 2.0\n', "prior must be in"),
+    ('[model]\ntask = "fraud"\nnum_layers = 2\n', "model.num_layers does not apply to the "
+                                                 "fraud task"),
+    ('[model.params]\nhidden_size = 8\n', "set it as model.hidden_size"),
+    ('[model]\nparams = 3\n', "model.params: expected a table"),
+    ('[model.params]\nclip = { a = 1 }\n', "model.params.clip: expected a value"),
+])
+def test_bad_task_configuration_is_a_clear_error(tmp_path, text, message):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load(path, env={})

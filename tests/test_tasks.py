@@ -10,14 +10,20 @@ scores and are never read from the events.
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import numpy.testing as npt
 import pytest
+from prometheus_client import CollectorRegistry
 from test_fraud import synthetic_stream
 
+from stream_rnn.config import load
+from stream_rnn.daemon import Runner
 from stream_rnn.io.events import Event, parse_timestamp
+from stream_rnn.io.memory import MemorySink, MemorySource
+from stream_rnn.metrics import Metrics
 from stream_rnn.models import FraudDetector, RNNAnomalyDetector, RNNForecaster
 from stream_rnn.state.checkpoint import read_checkpoint, write_checkpoint
 from stream_rnn.tasks import TASKS, Scored, check_params, make_task
@@ -340,3 +346,79 @@ def test_fraud_detector_state_round_trip_continues_bit_for_bit(tmp_path):
     npt.assert_array_equal(original.score_learn_many(again), restored.score_learn_many(again))
     with pytest.raises(ValueError, match="not FraudDetector"):
         FraudDetector.from_state({**meta, "class": "RNNRegressor"}, arrays)
+
+
+# --------------------------------------------------------------------------- in the runner
+
+
+def _runner_for(tmp_path, overrides):
+    base = {"kafka.input_topics": "tx", "state.checkpoint_dir": str(tmp_path / "ckpt"),
+            "model.hidden_size": 4, "model.window": 4, "model.update_every": 2}
+    config = load(env={}, overrides={**base, **overrides})
+    registry = CollectorRegistry()
+    sink = MemorySink()
+    return config, registry, sink
+
+
+def _body(event, key_fields):
+    body = {"ts": event.ts, "features": event.features}
+    body.update(zip(key_fields, event.keys, strict=True))
+    if event.event_id is not None:
+        body["id"] = event.event_id
+    return json.dumps(body).encode()
+
+
+def test_runner_serves_fraud_with_late_labels_across_a_restart(tmp_path):
+    events = fraud_events(n_days=2, per_day=150)
+    fields = ("key", "terminal")
+    config, registry, sink = _runner_for(tmp_path, {
+        "model.task": "fraud", "events.key_fields": "key,terminal",
+        "kafka.labels_topic": "labels", "model.params.head_hidden": "4",
+        "model.params.cold_start": "2"})
+    source = MemorySource()
+    for e in events:
+        source.append("tx", 0, e.keys[0].encode(), _body(e, fields))
+    source.append("tx", 0, b"c1", json.dumps({"ts": 1.7e9, "key": "c1", "terminal": "t1",
+                                               "features": {"fee": 1.0}}).encode())
+    source.append("labels", 0, None, json.dumps({"id": "no-such-id", "label": 1}).encode())
+    source.assign_all()
+    runner = Runner(config, source, sink, Metrics.create(registry))
+    runner.run(max_idle_polls=2)
+    outputs = [json.loads(v) for _, v, _ in sink.records["scores"]]
+    assert len(outputs) == len(events)
+    for out, event in zip(outputs, events, strict=True):
+        assert out["prediction"] == {"fraud_probability": out["score"]}
+        assert (out["key"], out["terminal"], out["id"]) == (*event.keys, event.event_id)
+    (_, _, headers), = sink.records["dead-letters"]
+    assert dict(headers)["dlq.reason"] == b"missing_field"
+    half = len(events) // 2
+    for e in events[:half]:
+        source.append("labels", 0, None, json.dumps({"id": e.event_id, "label": e.label}).encode())
+    runner = Runner(config, source, sink, Metrics.create(registry := CollectorRegistry()))
+    source.assign_all()
+    runner.run(max_idle_polls=2)
+    assert registry.get_sample_value("stream_rnn_labels_applied_total") == half
+    # A restart restores the transactions still waiting for a label: they still take it.
+    for e in events[half:]:
+        source.append("labels", 0, None, json.dumps({"id": e.event_id, "label": e.label}).encode())
+    runner = Runner(config, source, sink, Metrics.create(registry := CollectorRegistry()))
+    source.assign_all()
+    runner.run(max_idle_polls=2)
+    assert registry.get_sample_value("stream_rnn_labels_applied_total") == len(events) - half
+
+
+def test_runner_writes_forecasts_and_spreads(tmp_path):
+    events = forecast_events(n=90)
+    config, registry, sink = _runner_for(tmp_path, {"model.task": "forecast",
+                                                    "model.params.target": "demand"})
+    source = MemorySource()
+    for e in events:
+        source.append("tx", 0, e.keys[0].encode(), _body(e, ("key",)))
+    source.assign_all()
+    Runner(config, source, sink, Metrics.create(registry)).run(max_idle_polls=2)
+    outputs = [json.loads(v) for _, v, _ in sink.records["scores"]]
+    assert len(outputs) == len(events)
+    assert all("prediction" not in out for out in outputs[:3])  # each region's first event
+    last = outputs[-1]
+    assert set(last["prediction"]) == set(last["spread"]) == {"demand"}
+    assert last["spread"]["demand"] > 0

@@ -29,7 +29,8 @@ FLAGS = {
     "--checkpoint-dir": ("state.checkpoint_dir", "directory of per-partition checkpoints "
                          "(shared by all instances of the group)"),
     "--metrics-addr": ("metrics.addr", "host:port of /metrics (loopback unless given)"),
-    "--task": ("model.task", "model per task type: sensor"),
+    "--task": ("model.task", "task model: sensor | forecast | fraud (its parameters: "
+               "[model.params] in --config, or STREAM_RNN_MODEL__PARAMS__<NAME>)"),
     "--key-field": ("events.key_fields", "entity key field (repeat for several)"),
     "--threshold": ("scoring.threshold", "flag events whose score exceeds this"),
 }
