@@ -200,3 +200,15 @@ def test_a_broker_dying_mid_demo_is_an_error_and_everything_is_cleaned_up():
     assert proc.returncode == 1, out
     assert "stream-rnn demo: the broker exited unexpectedly" in out
     assert_nothing_left(out)
+
+
+def test_an_installed_package_without_scenarios_regenerates_the_plant(tmp_path, monkeypatch):
+    from stream_rnn.commands import demo
+    from stream_rnn.synth.plant import plant_events
+
+    missing = tmp_path / "site-packages" / "scenarios" / "plant"
+    monkeypatch.setattr(demo, "DEFAULT_SCENARIO", missing)
+    replay = demo._replay(missing, limit=500)
+    assert replay.name == "plant (regenerated)"
+    assert replay.events == plant_events(seed=0)[0][:500]
+    assert replay.span_s > 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import itertools
 import json
 import os
 import shutil
@@ -282,6 +283,7 @@ class Replay:
     model: dict[str, Any]
     events: list[dict[str, Any]]
     span_s: float
+    label_delay_s: float = 0.0
 
 
 def _replay(path: Path, limit: int | None) -> Replay:
@@ -295,7 +297,7 @@ def _replay(path: Path, limit: int | None) -> Replay:
         from stream_rnn.synth.plant import plant_events
 
         events, _ = plant_events(seed=0)
-        name, key_fields, model = "plant (regenerated)", ("key",), {}
+        name, key_fields, model, delay = "plant (regenerated)", ("key",), {}, 0.0
     else:
         try:
             scenario = load_scenario(path)
@@ -306,6 +308,8 @@ def _replay(path: Path, limit: int | None) -> Replay:
         except ValueError as exc:
             raise DemoError(str(exc), 2) from None
         name, key_fields, model = scenario.name, scenario.keys, dict(scenario.model)
+        model["task"] = scenario.task
+        delay = scenario.label_delay_seconds
     if not events:
         raise DemoError(f"{path}: the scenario has no events", 2)
     times = []
@@ -317,7 +321,7 @@ def _replay(path: Path, limit: int | None) -> Replay:
     model = {k: v for k, v in model.items() if k in known}
     if limit is not None:
         events = events[:limit]
-    return Replay(name, tuple(key_fields), model, events, span)
+    return Replay(name, tuple(key_fields), model, events, span, delay)
 
 
 def _toml(value: Any) -> str:
@@ -331,10 +335,19 @@ def _toml(value: Any) -> str:
 
 
 def _serve_config(sections: dict[str, dict[str, Any]]) -> str:
+    """TOML text of ``sections``; a dict value becomes a sub-table (``[model.params]``)."""
     lines = ["# Written by stream-rnn demo for its daemon."]
+
+    def table(name: str, values: dict[str, Any]) -> None:
+        lines.append(f"\n[{name}]")
+        lines.extend(f"{key} = {_toml(value)}" for key, value in values.items()
+                     if not isinstance(value, dict) and value is not None)
+        for key, value in values.items():
+            if isinstance(value, dict):
+                table(f"{name}.{key}", value)
+
     for section, values in sections.items():
-        lines.append(f"\n[{section}]")
-        lines.extend(f"{name} = {_toml(value)}" for name, value in values.items())
+        table(section, values)
     return "\n".join(lines) + "\n"
 
 
@@ -429,12 +442,13 @@ class Feeder(threading.Thread):
     """Writes the replay's events: the first reading time at once, then (once the daemon
     has answered them, so the pace is not eaten by start-up) the rest, paced."""
 
-    def __init__(self, replay: Replay, bootstrap: str, topic: str, speed: float,
-                 stop: threading.Event, warmed_up: threading.Event) -> None:
+    def __init__(self, replay: Replay, bootstrap: str, topic: str, labels_topic: str | None,
+                 speed: float, stop: threading.Event, warmed_up: threading.Event) -> None:
         super().__init__(name="demo-feeder", daemon=True)
         self.replay = replay
         self.bootstrap = bootstrap
         self.topic = topic
+        self.labels_topic = labels_topic
         self.speed = speed
         self.stop = stop
         self.warmed_up = warmed_up
@@ -445,7 +459,8 @@ class Feeder(threading.Thread):
         self.positions: dict[str, int] = {}
 
     def _ack(self, message: Any, topic: str, partition: int, offset: int) -> None:
-        self.positions[f"{topic}:{partition}:{offset}"] = message.index
+        if topic == self.topic:
+            self.positions[f"{topic}:{partition}:{offset}"] = message.index
 
     def _send(self, messages: list[Any], speed: float | None, done_before: int) -> None:
         from stream_rnn.io.produce import produce
@@ -453,15 +468,18 @@ class Feeder(threading.Thread):
         def progress(events: int, _labels: int) -> None:
             self.sent = done_before + events
 
-        produce(messages, bootstrap=self.bootstrap, topic=self.topic, speed=speed,
-                stop=self.stop, progress=progress, on_ack=self._ack, flush_timeout_s=15.0)
+        produce(messages, bootstrap=self.bootstrap, topic=self.topic,
+                labels_topic=self.labels_topic, speed=speed, stop=self.stop,
+                progress=progress, on_ack=self._ack, flush_timeout_s=15.0)
 
     def run(self) -> None:
         from stream_rnn.io.produce import schedule
 
         try:
-            messages = list(schedule(self.replay.events, self.replay.key_fields[0]))
-            first = [m for m in messages if m.due == messages[0].due]
+            messages = list(schedule(self.replay.events, self.replay.key_fields[0],
+                                     label_delay_seconds=self.replay.label_delay_s,
+                                     delayed_labels=self.labels_topic is not None))
+            first = list(itertools.takewhile(lambda m: m.due == messages[0].due, messages))
             self._send(first, None, 0)
             while not (self.warmed_up.wait(0.1) or self.stop.is_set()):
                 pass
@@ -480,12 +498,17 @@ def _say(text: str = "") -> None:
     print(text, flush=True)
 
 
+def _error(exc: DemoError) -> None:
+    sys.stdout.flush()
+    print(f"stream-rnn demo: {exc}", file=sys.stderr, flush=True)
+
+
 def _check_alive(children: list[Child]) -> None:
     for child in children:
         status = child.exited()
         if status is not None:
             raise DemoError(f"the {child.name} exited unexpectedly (status {status}); "
-                            f"the end of its log ({child.log_path}):\n{child.tail()}")
+                            f"the end of its log:\n{child.tail()}")
 
 
 def _flags_text(tally: Tally) -> str:
@@ -542,7 +565,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _run(args, stop)
     except DemoError as exc:
-        print(f"stream-rnn demo: {exc}", file=sys.stderr, flush=True)
+        _error(exc)
         return exc.status
     finally:
         for sig, handler in previous.items():
@@ -581,9 +604,13 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
             return _interrupted_early()
         topics = {"events": f"{run_id}events", "scores": f"{run_id}scores",
                   "dead_letters": f"{run_id}dead-letters"}
-        _create_topics(bootstrap, {topics["events"]: args.partitions,
-                                   topics["scores"]: args.partitions,
-                                   topics["dead_letters"]: 1})
+        partitions = {topics["events"]: args.partitions, topics["scores"]: args.partitions,
+                      topics["dead_letters"]: 1}
+        labels_topic = None
+        if replay.label_delay_s > 0:
+            labels_topic = topics["labels"] = f"{run_id}labels"
+            partitions[labels_topic] = 1
+        _create_topics(bootstrap, partitions)
 
         metrics_port = _free_port()
         metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
@@ -592,7 +619,8 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
             "kafka": {"bootstrap": bootstrap, "input_topics": [topics["events"]],
                       "output_topic": topics["scores"], "dlq_topic": topics["dead_letters"],
                       "group": f"{run_id or 'stream-rnn-demo-'}{uuid.uuid4().hex[:8]}",
-                      "client_id": "stream-rnn-demo", **FAST_GROUP},
+                      "labels_topic": labels_topic, "client_id": "stream-rnn-demo",
+                      **FAST_GROUP},
             "events": {"key_fields": list(replay.key_fields)},
             "model": replay.model,
             "state": {"checkpoint_dir": str(workdir / "checkpoints"),
@@ -620,7 +648,9 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
              f"log {daemon.log_path})")
         _say(f"  metrics  {metrics_url}")
         _say(f"  topics   {topics['events']} -> {topics['scores']}, "
-             f"dead letters -> {topics['dead_letters']}")
+             f"dead letters -> {topics['dead_letters']}"
+             + (f", labels {replay.label_delay_s:g} s late -> {labels_topic}"
+                if labels_topic else ""))
         _say("  (Ctrl-C stops the demo cleanly at any time)")
 
         _wait_until_assigned(metrics_url, args.partitions, children, stop)
@@ -633,7 +663,8 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
             _check_alive(children)
             raise DemoError(f"cannot read the scores topic: {exc}") from None
         warmed_up = threading.Event()
-        feeder = Feeder(replay, bootstrap, topics["events"], speed, stop, warmed_up)
+        feeder = Feeder(replay, bootstrap, topics["events"], labels_topic, speed, stop,
+                        warmed_up)
         feeder.start()
         started = time.monotonic()
         _say("  daemon ready; sending the first readings (a fresh install compiles its "
@@ -644,6 +675,10 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
         for line in _summary(replay, feeder, tally, elapsed, _threshold()):
             _say(line)
         return status
+    except DemoError as exc:
+        # Said before the clean-up, which can take a few seconds.
+        _error(exc)
+        return exc.status
     finally:
         stop.set()  # the feeder stops sending
         if reader is not None:
