@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "stream_rnn.commands.nab_score",
     "stream_rnn.commands.replay",
     "stream_rnn.commands.produce",
+    "stream_rnn.commands.tune",
     "stream_rnn.commands.serve",
 )
 

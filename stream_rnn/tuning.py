@@ -247,3 +247,72 @@ def to_toml(table: str, params: Mapping[str, Any], comment: str = "") -> str:
     lines += [f"{name} = {_toml_value(params[name])}" for name in sorted(params)
               if params[name] is not None]
     return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- on a scenario
+
+#: The metric a scenario is tuned for by default, per task: ranking quality where labels
+#: exist, forecast error where the task is forecasting.
+DEFAULT_METRICS = {"sensor": "average_precision", "fraud": "average_precision",
+                   "forecast": "mae"}
+
+def network_space(task: str) -> SearchSpace:
+    """The ``[model]`` fields searched for ``task``: cell, size, window, update cadence,
+    optimizer and learning rate (fraud networks are single-layer Adam: no optimizer)."""
+    dims: dict[str, Choice | LogUniform] = {
+        "cell": Choice(("lstm", "gru", "elman")),
+        "hidden_size": Choice((8, 16, 32, 64)),
+        "window": Choice((4, 8, 16, 32)),
+        "update_every": Choice((1, 2, 4, 8, 16)),
+        "lr": LogUniform(3e-4, 3e-2),
+    }
+    if task != "fraud":
+        dims["optimizer"] = Choice(("adam", "rmsprop", "sgd"))
+    return SearchSpace(dims, constraints=(_update_within_window,))
+
+
+def _update_within_window(params: dict[str, Any]) -> bool:
+    # Updating less often than the window is long would leave events no gradient reaches.
+    return params["update_every"] <= params["window"]
+
+
+def is_error_metric(name: str) -> bool:
+    """Whether lower is better for summary metric ``name`` (errors, delays, losses)."""
+    return bool({"mae", "rmse", "mse", "mape", "delay", "loss"} & set(name.split("_")))
+
+
+@dataclass(frozen=True)
+class ScenarioObjective:
+    """``evaluate(params, fraction)`` for :func:`successive_halving`: replay the first
+    ``fraction`` of a scenario's records with ``params`` and read ``metric`` from the
+    summary (negated for error metrics, so higher is always better).
+
+    Picklable, so trials run in worker processes; each worker loads the scenario itself.
+    """
+
+    scenario_path: str
+    metric: str
+    total_records: int
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    def __call__(self, params: dict[str, Any], fraction: float) -> Measurement:
+        import time
+
+        from stream_rnn.io.scenario import load_scenario
+        from stream_rnn.replay import replay, summarize
+
+        scenario = load_scenario(self.scenario_path)
+        limit = max(1, round(self.total_records * fraction)) if fraction < 1 else None
+        started = time.perf_counter()
+        result = replay(scenario, overrides={**dict(self.overrides), **params}, limit=limit)
+        summary = summarize(result)
+        value = summary.get(self.metric)
+        score = float(value) if isinstance(value, int | float) else math.nan
+        if is_error_metric(self.metric):
+            score = -score
+        losses = [s["loss"] for s in result.loss if math.isfinite(s.get("loss", math.nan))]
+        # The latest quarter of the loss samples: what the model reached, not its warm-up.
+        tail = losses[len(losses) - max(1, len(losses) // 4):] if losses else []
+        loss = sum(tail) / len(tail) if tail else math.inf
+        return Measurement(score=score if math.isfinite(score) else math.nan, loss=loss,
+                           events=result.n_events, seconds=time.perf_counter() - started)
