@@ -202,11 +202,12 @@ def test_labelled_plant_reaches_the_stated_auc():
     scores = np.r_[0.0, detector.score_learn_many(
         X, keys=[e["key"] for e in rest], times=[e["ts"] for e in rest])]
     keys = np.array([e["key"] for e in events])
+    times = np.array([e["ts"] for e in events])
     labels = np.array([e["label"] for e in events])
     incident_scores = []
     for inc in incidents:
-        for sensor in inc.sensors:
-            rows = np.flatnonzero(keys == f"sensor-{sensor:02d}")[inc.start : inc.end]
+        for key in inc.keys:
+            rows = np.flatnonzero((keys == key) & (times >= inc.start) & (times <= inc.end))
             incident_scores.append(scores[rows].max())
     quiet = scores[labels == 0]
     auc = roc_auc(np.r_[np.ones(len(incident_scores)), np.zeros(len(quiet))],
