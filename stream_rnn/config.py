@@ -333,13 +333,6 @@ def _check_task(config: Config) -> None:
     if model.task not in tasks.TASKS:
         raise ConfigError(f"model.task: unknown task {model.task!r}; "
                           f"known: {', '.join(sorted(tasks.TASKS))}")
-    task_cls = tasks.TASKS[model.task]
-    defaults = ModelConfig()
-    for name in getattr(task_cls, "FIXED_FIELDS", ()):
-        if getattr(model, name) != getattr(defaults, name):
-            raise ConfigError(f"model.{name} does not apply to the {model.task} task "
-                              f"({task_cls.FIXED_FIELDS_REASON}); leave it at "
-                              f"{getattr(defaults, name)!r}")
     network = {name: getattr(model, name) for name in tasks.NETWORK_FIELDS}
     try:
         tasks.check_params(model.task, {**network, "params": model.params},

@@ -559,6 +559,8 @@ class FraudTask(_Task):
               "head_hidden": "int", "head_lr": "float", "head_weight_decay": "float",
               "head_batch": "int", "norm_memory": "int", "cold_start": "float",
               "prior": "float", "max_pending": "int"}
+    #: ``[model]`` fields whose only value its networks take (the fields' defaults).
+    FIXED = {"num_layers": 1, "optimizer": "adam", "clip_norm": 1.0, "dtype": "float32"}
     _TAKEN = {"cell": "cell", "hidden_size": "hidden_size", "window": "window",
               "update_every": "update_every", "seed": "seed", "lr": "rnn_lr"}
     # Internal field names of the mapping handed to the detector: never a key field.
@@ -573,6 +575,11 @@ class FraudTask(_Task):
         self.key_fields = tuple(key_fields)
         if "features" in self.key_fields:
             raise ValueError("a key field cannot be named 'features'")
+        for name, only in self.FIXED.items():
+            if self.params.get(name, only) != only:
+                raise ValueError(f"model.{name} does not apply to the fraud task (its networks "
+                                 f"are single-layer, Adam, clipped at 1, float32); leave it at "
+                                 f"{only!r}")
         kwargs = {self._TAKEN[k]: v for k, v in self.params.items() if k in self._TAKEN}
         kwargs.update({k: v for k, v in self.params.items() if k in self.PARAMS})
         if "windows_days" in kwargs:

@@ -182,6 +182,7 @@ def test_checks_give_reasons():
     ("sensor", {"params": {"hidden_size": 8}}, "set it as model.hidden_size"),
     ("fraud", {"params": {"prior": 2.0}}, "prior"),
     ("fraud", {"params": {"windows_days": "week"}}, "list of numbers"),
+    ("fraud", {"num_layers": 2}, "model.num_layers does not apply to the fraud task"),
     ("weather", {}, "unknown task"),
 ])
 def test_bad_parameters_name_what_is_wrong(kind, params, message):
