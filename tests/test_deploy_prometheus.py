@@ -66,7 +66,9 @@ def test_scrape_configs_load_the_alert_rules_and_scrape_stream_rnn():
         jobs = {job["job_name"]: job for job in data["scrape_configs"]}
         assert "stream-rnn" in jobs, config.name
         job = jobs["stream-rnn"]
-        assert job["static_configs"][0]["targets"], config.name
+        discovered = job.get("static_configs", []) + job.get("dns_sd_configs", [])
+        assert discovered and all(c.get("targets") or c.get("names") for c in discovered), \
+            config.name
         interval = duration_seconds(data["global"]["scrape_interval"])
         assert 5 <= interval <= 30, f"{config.name}: scrape interval {interval} s"
     # The systemd layout scrapes the daemon's default loopback address, and takes more
