@@ -741,7 +741,10 @@ def _follow(replay: Replay, feeder: Feeder, reader: OutputReader, tally: Tally,
             answered_before, last_progress = tally.answered, now
         if tally.answered and not warmed_up.is_set():
             warmed_up.set()
-        if now - last_line >= 1.0:
+        if not tally.answered and now - last_line >= 5.0:
+            _say(f"  {now - started:5.0f}s  waiting for the first scores")
+            last_line = now
+        elif tally.answered and now - last_line >= 1.0:
             rate = (tally.answered - answered_at_line) / (now - last_line)
             _say(f"  {now - started:5.0f}s  produced {feeder.sent:>7,}  scored "
                  f"{len(tally.scores):>7,}  {rate:>6,.0f} events/s  {_flags_text(tally)}")
