@@ -35,6 +35,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from stream_rnn.cells.network import Network
 from stream_rnn.io.events import Event
 from stream_rnn.models import FraudDetector, RNNAnomalyDetector, RNNForecaster
 from stream_rnn.state.store import KeyedState
@@ -694,6 +695,9 @@ def check_params(task: str, params: Mapping[str, Any],
         raise ValueError(f"unknown task {task!r}; known: {sorted(TASKS)}")
     cls = TASKS[task]
     flat = cls.split_params(params)
+    # Models build their networks lazily, on the first event: without this a bad cell or
+    # optimizer would pass the configuration and fail at the first record instead.
+    Network(input_size=1, **{k: flat[k] for k in NETWORK_FIELDS if k in flat})
     if cls is FraudTask:
         FraudTask(flat | {"max_pending": 1}, max_keys=1, key_fields=key_fields)
     elif cls is ForecastTask:
@@ -709,6 +713,5 @@ def make_task(task: str, params: Mapping[str, Any], max_keys: int,
     or with the latter under ``params``; ``key_fields`` names the entity key fields, in
     the order of each event's ``keys``.
     """
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; known: {sorted(TASKS)}")
+    check_params(task, params, tuple(key_fields))
     return TASKS[task](params, max_keys, tuple(key_fields))

@@ -19,7 +19,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from test_fraud import synthetic_stream
 
-from stream_rnn.config import load
+from stream_rnn.config import ConfigError, load
 from stream_rnn.daemon import Runner
 from stream_rnn.io.events import Event, parse_timestamp
 from stream_rnn.io.memory import MemorySink, MemorySource
@@ -423,3 +423,25 @@ def test_runner_writes_forecasts_and_spreads(tmp_path):
     last = outputs[-1]
     assert set(last["prediction"]) == set(last["spread"]) == {"demand"}
     assert last["spread"]["demand"] > 0
+
+
+@pytest.mark.parametrize("task", ["sensor", "forecast", "fraud"])
+@pytest.mark.parametrize("bad,message", [
+    ({"cell": "transformer"}, "cell must be one of"),
+    ({"optimizer": "lbfgs"}, "optimizer must be one of"),
+    ({"hidden_size": 0}, "hidden_size must be a positive integer"),
+    ({"lr": -1.0}, "lr must be > 0"),
+])
+def test_bad_network_fields_are_refused_before_the_first_event(task, bad, message):
+    params = dict(bad)
+    if task == "forecast":
+        params["target"] = "demand"
+    with pytest.raises(ValueError, match=message):
+        make_task(task, params, 100, key_fields=("key",))
+
+
+def test_a_configuration_with_a_bad_cell_does_not_load(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('[model]\ncell = "transformer"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="cell must be one of"):
+        load(path)
