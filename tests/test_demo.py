@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from kafka.admin import KafkaAdminClient
 
 from stream_rnn.cli import main
@@ -188,17 +189,21 @@ def test_bad_options_exit_2(tmp_path, capsys):
     assert "no scenario.toml" in capsys.readouterr().err
 
 
-def test_a_broker_dying_mid_demo_is_an_error_and_everything_is_cleaned_up():
+@pytest.mark.parametrize("victim,pid_pattern", [
+    ("broker", r"Tansu, in memory, pid (\d+)"),
+    ("daemon", r"serve\.toml\s+\(pid (\d+)"),
+], ids=["broker", "daemon"])
+def test_a_process_dying_mid_demo_is_an_error_and_everything_is_cleaned_up(victim,
+                                                                          pid_pattern):
     proc, head = start_demo_until_live_lines(1)
     try:
-        broker_pid = int(re.search(r"Tansu, in memory, pid (\d+)", head).group(1))
-        os.kill(broker_pid, signal.SIGKILL)
+        os.kill(int(re.search(pid_pattern, head).group(1)), signal.SIGKILL)
         rest, _ = proc.communicate(timeout=90)
     finally:
         stop(proc)
     out = head + rest
     assert proc.returncode == 1, out
-    assert "stream-rnn demo: the broker exited unexpectedly" in out
+    assert f"stream-rnn demo: the {victim} exited unexpectedly (status -9)" in out
     assert_nothing_left(out)
 
 
