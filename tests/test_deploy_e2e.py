@@ -216,6 +216,11 @@ def running_deployment(kafka_broker_process, tmp_path_factory) -> Iterator[Deplo
         prom = deployed.prometheus
         wait_for(lambda: (prom.value("sum(stream_rnn_events_scored_total)") or 0) >= 240,
                  "Prometheus to see the first 240 events scored", timeout_s=90)
+        # Series that appear a little later: the dead letters and the first checkpoints
+        # (every second, see test_daemon_kafka._serve).
+        for series in ("stream_rnn_events_dead_lettered_total",
+                       "stream_rnn_last_checkpoint_timestamp_seconds"):
+            wait_for(lambda s=series: prom.query(s), f"Prometheus to see {series}")
         yield deployed
     finally:
         deployed.stop()
