@@ -21,6 +21,7 @@ where an uninterrupted run would. A clean stop checkpoints everything: no duplic
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -255,6 +256,8 @@ class Runner:
                 key = "|".join(event.keys)
                 if key in self._live_keys:
                     m.live_score.labels(key).set(out.score)
+                    for feature, value in event.features.items():
+                        m.live_actual.labels(key, feature).set(value)
             m.flags.inc(flags)
             m.events_scored.labels(topic).inc(len(valid))
             last = valid[-1][1]
@@ -495,14 +498,26 @@ class Runner:
                                 request.partitions, exc)
                 for task in owned:
                     del self.tasks[task.partition]
+                    self._forget_partition_series(task.partition)
             elif kind == "lost":
                 for partition in request.partitions:
-                    self.tasks.pop(partition, None)
+                    if self.tasks.pop(partition, None) is not None:
+                        self._forget_partition_series(partition)
             self.metrics.assigned_partitions.set(len(self.tasks))
             request.done()
         except BaseException as exc:
             request.done(exc)
             raise
+
+    def _forget_partition_series(self, partition: Partition) -> None:
+        # The partition's new owner exports these now; a frozen copy here would show a
+        # stale lag, checkpoint age or loss on the dashboards and confuse the alerts.
+        m = self.metrics
+        labels = (partition.topic, str(partition.partition))
+        for gauge in (m.event_time_lag, m.consumer_lag, m.training_loss, m.gradient_norm,
+                      m.keys_in_state, m.last_checkpoint, m.model_version):
+            with contextlib.suppress(KeyError):
+                gauge.remove(*labels)
 
     def _update_lag(self) -> None:
         for partition, lag in self.source.lag().items():

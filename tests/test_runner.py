@@ -276,6 +276,38 @@ def test_live_gauges_only_for_allow_listed_keys(tmp_path):
     assert registry.get_sample_value("stream_rnn_live_score", {"key": "s2"}) is None
     assert registry.get_sample_value("stream_rnn_live_prediction",
                                      {"key": "s1", "feature": "temp"}) is not None
+    # The actual reading next to the forecast: the latest one the key sent.
+    records = source.topics[Partition(TOPIC, 0)]
+    last_s1 = [json.loads(r.value) for r in records if r.key == b"s1"][-1]["features"]["temp"]
+    assert registry.get_sample_value("stream_rnn_live_actual",
+                                     {"key": "s1", "feature": "temp"}) == last_s1
+    assert registry.get_sample_value("stream_rnn_live_actual",
+                                     {"key": "s2", "feature": "temp"}) is None
+
+
+PARTITION_GAUGES = ("stream_rnn_consumer_lag", "stream_rnn_keys_in_state",
+                    "stream_rnn_model_version", "stream_rnn_event_time_lag_seconds",
+                    "stream_rnn_last_checkpoint_timestamp_seconds")
+
+
+@pytest.mark.parametrize("kind", ["revoked", "lost"])
+def test_a_released_partition_stops_exporting_its_series(tmp_path, kind):
+    source = MemorySource()
+    _fill(source, n=50, partitions=2, sensors=4)
+    source.assign_all()
+    runner, registry = _runner(_config(tmp_path, **{"state.checkpoint_every_events": 20}),
+                               source)
+    for _ in range(3):
+        runner.step()
+    kept, released = ({"topic": TOPIC, "partition": str(p)} for p in (0, 1))
+    for name in PARTITION_GAUGES:
+        assert registry.get_sample_value(name, released) is not None, name
+    source.request(kind, [Partition(TOPIC, 1)])
+    runner.step()
+    for name in PARTITION_GAUGES:
+        # Its new owner exports these now: a frozen copy here would mislead the dashboards.
+        assert registry.get_sample_value(name, released) is None, name
+        assert registry.get_sample_value(name, kept) is not None, name
 
 
 def test_unknown_task_is_a_clear_error(tmp_path):
