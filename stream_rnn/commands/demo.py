@@ -59,6 +59,7 @@ FAST_GROUP = {
 # The daemon's shutdown budget, and how much longer the demo waits before killing it.
 SHUTDOWN_TIMEOUT_S = 15.0
 _KILL_MARGIN_S = 10.0
+_LOST_BROKER_GRACE_S = 3.0
 # While events wait for an answer, the daemon must answer something within this long (the
 # first answers include compiling the kernels on a fresh install).
 _ANSWER_TIMEOUT_S = 180.0
@@ -452,6 +453,7 @@ class Feeder(threading.Thread):
         self.speed = speed
         self.stop = stop
         self.warmed_up = warmed_up
+        self.abandon = threading.Event()
         self.sent = 0
         self.error: BaseException | None = None
         self.finished = False
@@ -470,7 +472,7 @@ class Feeder(threading.Thread):
 
         produce(messages, bootstrap=self.bootstrap, topic=self.topic,
                 labels_topic=self.labels_topic, speed=speed, stop=self.stop,
-                progress=progress, on_ack=self._ack, flush_timeout_s=15.0)
+                abandon=self.abandon, progress=progress, on_ack=self._ack, flush_timeout_s=15.0)
 
     def run(self) -> None:
         from stream_rnn.io.produce import schedule
@@ -685,9 +687,10 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
             reader.close()
         _shut_down(daemon, broker, workdir)
         if feeder is not None:
-            # Normally long done; with the broker gone it may still wait for acks that
-            # will not come (a daemon thread: it does not hold up the exit).
-            feeder.join(5)
+            # Normally long done; with the broker gone it may still be waiting for acks
+            # that will never come.
+            feeder.abandon.set()
+            feeder.join(10)
 
 
 def _threshold() -> float:
@@ -762,7 +765,11 @@ def _shut_down(daemon: Child | None, broker: Child | None, workdir: Path) -> Non
     broker, then the files."""
     if daemon is not None:
         running = daemon.exited() is None
-        status = daemon.stop(SHUTDOWN_TIMEOUT_S + _KILL_MARGIN_S)
+        # With our broker gone there is nothing to drain to, and the checkpoints go with
+        # the temporary directory: a short grace, not the whole shutdown budget.
+        broker_lost = broker is not None and broker.exited() is not None
+        grace = _LOST_BROKER_GRACE_S if broker_lost else SHUTDOWN_TIMEOUT_S + _KILL_MARGIN_S
+        status = daemon.stop(grace)
         checkpoints = len(list((workdir / "checkpoints").glob("*.json")))
         if running:
             how = "cleanly" if status == 0 else f"with status {status}"

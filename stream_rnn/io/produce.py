@@ -32,6 +32,7 @@ from kafka import errors as kafka_errors
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from stream_rnn.io.events import InvalidEvent, parse_timestamp
+from stream_rnn.io.kafka import _close_producer as close_producer
 
 __all__ = ["EVENTS", "LABELS", "BrokerUnreachable", "DeliveryFailed", "Message", "MissingTopic",
            "ProduceError", "ProduceReport", "ensure_topics", "produce", "schedule"]
@@ -42,6 +43,8 @@ LABELS = "labels"
 
 # Messages due within this much of now go out in the same batch (no sleep between them).
 _BATCH_S = 0.005
+# Flushing waits in slices this long, so an abandon request is seen promptly.
+_FLUSH_SLICE_S = 0.25
 # Unpaced runs never sleep, so progress is also reported every this many messages.
 _PROGRESS_EVERY = 1000
 
@@ -238,6 +241,7 @@ def produce(
     labels_topic: str | None = None,
     speed: float | None = None,
     stop: threading.Event | None = None,
+    abandon: threading.Event | None = None,
     progress: Callable[[int, int], None] | None = None,
     on_ack: AckCallback | None = None,
     connect_timeout_s: float = 10.0,
@@ -262,6 +266,9 @@ def produce(
         None sends as fast as possible.
     stop
         Set it to stop early: what was sent is flushed and the report says ``stopped``.
+    abandon
+        Set it to stop waiting for acknowledgements (the broker is known to be gone): the
+        writes still unacknowledged are reported at once rather than after the timeout.
     progress
         Called with ``(events, labels)`` sent so far after each batch.
     on_ack
@@ -326,10 +333,14 @@ def produce(
             sent[message.kind] += 1
             if progress is not None and sum(sent.values()) % _PROGRESS_EVERY == 0:
                 progress(sent[EVENTS], sent[LABELS])
-        try:
-            producer.flush(timeout=flush_timeout_s)
-        except kafka_errors.KafkaTimeoutError:
-            pass  # counted below as unacknowledged
+        flush_deadline = clock() + flush_timeout_s
+        while True:
+            try:
+                producer.flush(timeout=_FLUSH_SLICE_S)
+                break
+            except kafka_errors.KafkaTimeoutError:  # the rest is counted as unacknowledged
+                if clock() >= flush_deadline or (abandon is not None and abandon.is_set()):
+                    break
         with acks.lock:
             acked = dict(acks.acked)
             failures = list(acks.failures)
@@ -339,7 +350,8 @@ def produce(
             raise DeliveryFailed(f"{len(failures)} write(s) failed and {missing} unacknowledged "
                                f"after {flush_timeout_s:g} s on {bootstrap}{detail}")
     finally:
-        producer.close(timeout=min(5.0, flush_timeout_s))
+        abandoned = abandon is not None and abandon.is_set()
+        close_producer(producer, 0.0 if abandoned else min(5.0, flush_timeout_s))
     if progress is not None:
         progress(sent[EVENTS], sent[LABELS])
     return ProduceReport(acked[EVENTS], acked[LABELS], clock() - started, stopped)
