@@ -16,7 +16,14 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
 from stream_rnn.cli import main
-from stream_rnn.io.produce import EVENTS, LABELS, MissingTopic, produce, schedule
+from stream_rnn.io.produce import (
+    EVENTS,
+    LABELS,
+    DeliveryFailed,
+    MissingTopic,
+    produce,
+    schedule,
+)
 from stream_rnn.io.scenario import write_events
 
 T0 = 1_704_067_200
@@ -236,3 +243,31 @@ def test_malformed_events_file_exits_2_naming_the_line(tmp_path, capsys, kafka_b
     assert main(["produce", str(scenario), "--bootstrap", kafka_broker, "--topic",
                  new_topic(1), "--as-fast-as-possible"]) == 2
     assert "events.jsonl.gz:4: not JSON" in capsys.readouterr().err
+
+
+def test_abandon_reports_unacknowledged_writes_at_once_when_the_broker_is_gone(private_broker):
+    private_broker.start()
+    topic = private_broker.create_topic(partitions=1)
+    stop, abandon = threading.Event(), threading.Event()
+    outcome: dict[str, BaseException] = {}
+
+    def run() -> None:
+        try:
+            produce(schedule(card_events(400), "card"), bootstrap=private_broker.bootstrap,
+                    topic=topic, speed=100, stop=stop, abandon=abandon, flush_timeout_s=60)
+        except BaseException as exc:  # noqa: BLE001 -- examined below
+            outcome["error"] = exc
+
+    writer = threading.Thread(target=run)
+    writer.start()
+    time.sleep(1.0)
+    private_broker.freeze()  # keeps its sockets, answers nothing: writes go unacknowledged
+    time.sleep(0.5)
+    stop.set()
+    abandon.set()
+    started = time.monotonic()
+    writer.join(20)
+    assert not writer.is_alive()
+    assert time.monotonic() - started < 5  # not the 60 s flush timeout
+    assert isinstance(outcome.get("error"), DeliveryFailed)
+    assert "unacknowledged" in str(outcome["error"])
