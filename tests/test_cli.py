@@ -1,4 +1,4 @@
-"""The command line: the README's demo runs, and bad configuration is a clear error."""
+"""The command line: bad configuration is a clear error and signal handlers are restored."""
 
 from __future__ import annotations
 
