@@ -36,6 +36,12 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from stream_rnn.cells.network import Network
+from stream_rnn.cells.surprise import (
+    calibrate_surprise,
+    reading_rows,
+    surprise_rows,
+    track_readings,
+)
 from stream_rnn.io.events import Event
 from stream_rnn.models import FraudDetector, RNNAnomalyDetector, RNNForecaster
 from stream_rnn.state.store import KeyedState
@@ -191,20 +197,52 @@ def _schema_problem(known: Any, event: Event) -> Rejection | None:
 
 
 class SensorTask(_Task):
-    """Per-key forecasting surprise for sensor readings (all features are readings).
+    """Per-key forecasting surprise for sensor readings (all features are readings),
+    calibrated on each key's own past so one threshold serves every sensor.
 
-    Keys are the event's entity keys joined with ``|``. Scores are the probability that
-    the reading's squared standardized residuals are below what was observed, under the
-    key's own Gaussian forecast: 0.5 is ordinary, 0.999 is a 1-in-1000 surprise. Each
-    event's prediction and spread are that forecast's mean and standard deviation per
-    feature, made before the reading was seen (empty for a key's first reading).
+    Keys are the event's entity keys joined with ``|``. Each key's next reading is
+    forecast as a Gaussian per feature by :class:`~stream_rnn.models.RNNAnomalyDetector`:
+    with ``difference`` (the default) the network models the key's first differences (a
+    physical reading is close to the previous one; the network forecasts the step, so its
+    error is on the scale of the sensor's noise rather than of its whole range), else the
+    readings themselves. The standardized residuals become a score in [0, 1] through
+    :mod:`stream_rnn.cells.surprise`: recalibrated against the key's long-run residual
+    spread, compared with the tail of the key's own long-run distribution of them, and
+    combined with the evidence that the key is stuck (a run of identical readings, against
+    how often the key repeats a reading). The score is ``1 - p`` for a tail probability
+    ``p``: 0.999 is a 1-in-1000 surprise on every key. A key's first ``warmup`` forecast
+    readings score 0.
 
-    Parameters (``[model.params]``): ``scale_memory``, ``clip``, ``activation``,
-    ``weight_decay``, ``dropout`` of :class:`~stream_rnn.models.RNNAnomalyDetector`.
+    Each event's prediction and spread are the forecast's mean and recalibrated standard
+    deviation per feature, made before the reading was seen (empty for a key's first
+    reading, and with ``difference`` its second).
+
+    Parameters (``[model.params]``): ``difference`` (default true), ``short_window``
+    (readings whose mean surprise is a second test next to each reading's own; default 3,
+    1 for the reading alone), ``calibration_memory`` (readings the
+    long-run statistics remember, default 1000), ``warmup`` (default 100), ``stuck``
+    (score runs of identical readings, default true), and ``scale_memory``, ``clip``,
+    ``activation``, ``weight_decay``, ``dropout`` of
+    :class:`~stream_rnn.models.RNNAnomalyDetector`.
     """
 
     name = "sensor"
-    PARAMS = dict(_SCALING)
+    PARAMS = {**_SCALING, "difference": "bool", "short_window": "int",
+              "calibration_memory": "int", "warmup": "int", "stuck": "bool"}
+    #: The task's own parameters (not the detector's) and their defaults.
+    DEFAULTS: ClassVar[dict[str, Any]] = {"difference": True, "short_window": 3,
+                                          "calibration_memory": 1000, "warmup": 100,
+                                          "stuck": True}
+
+    @classmethod
+    def split_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        flat = super().split_params(params)
+        for name in ("short_window", "calibration_memory"):
+            if name in flat and flat[name] < 1:
+                raise ValueError(f"model.params.{name} must be >= 1, got {flat[name]!r}")
+        if "warmup" in flat and flat["warmup"] < 0:
+            raise ValueError(f"model.params.warmup must be >= 0, got {flat['warmup']!r}")
+        return flat
 
     def __init__(self, params: Mapping[str, Any] | None = None, max_keys: int = 100_000,
                  key_fields: tuple[str, ...] = ("key",),
@@ -212,16 +250,36 @@ class SensorTask(_Task):
         self.params = self.split_params(params or {})
         self.max_keys = max_keys
         self.key_fields = tuple(key_fields)
-        self.detector = detector or RNNAnomalyDetector(max_keys=max_keys, **self.params)
+        own = {**self.DEFAULTS, **{k: v for k, v in self.params.items()
+                                   if k in self.DEFAULTS}}
+        self.difference = bool(own["difference"])
+        self.short_window = int(own["short_window"])
+        self.calibration_memory = int(own["calibration_memory"])
+        self.warmup = int(own["warmup"])
+        self.stuck = bool(own["stuck"])
+        detector_params = {k: v for k, v in self.params.items() if k not in self.DEFAULTS}
+        self.detector = detector or RNNAnomalyDetector(max_keys=max_keys, **detector_params)
         self._schema: frozenset[str] | None = None
+        #: Feature slots (sorted names, as the detector orders them), fixed by the first
+        #: event processed.
+        self._features: dict[str, int] | None = None
+        self._store: KeyedState | None = None
+
+    # ------------------------------------------------------------- state
+
+    def _build(self, event: Event) -> None:
+        names = sorted(event.features, key=str)
+        self._features = {name: k for k, name in enumerate(names)}
+        D = len(names)
+        rows = {**reading_rows(D), **surprise_rows(D, self.short_window)}
+        templates = {name: np.zeros((1, *shape), dtype=dtype)
+                     for name, (shape, dtype) in rows.items()}
+        self._store = KeyedState(templates, max_keys=self.max_keys)
 
     def _matrix(self, events: list[Event]) -> np.ndarray:
-        det = self.detector
-        if det._net is None:
-            # Slots come from the first event's features: learning it fixes them.
-            det.learn_one(dict(events[0].features), key="|".join(events[0].keys))
-        X = np.zeros((len(events), det._n_inputs))
-        slots = det._features
+        slots = self._features
+        assert slots is not None
+        X = np.zeros((len(events), len(slots)))
         for i, event in enumerate(events):
             for name, value in event.features.items():
                 idx = slots.get(name)
@@ -236,86 +294,162 @@ class SensorTask(_Task):
         The first event a fresh model sees fixes its features; later events may omit
         features (they read 0) but not bring new ones.
         """
-        det = self.detector
-        if det._net is not None:
-            known: Any = det._features
+        if self._features is not None:
+            known: Any = self._features
         else:
             if self._schema is None:
                 self._schema = frozenset(event.features)
             known = self._schema
         return _schema_problem(known, event)
 
+    # ------------------------------------------------------------- scoring
+
+    def _forecast(self, V: np.ndarray, keys: list[str], rows: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """The detector's forecasts (means, stds) of ``V[rows]`` made before learning
+        each; NaN rows where it had nothing to forecast from."""
+        n, D = V.shape
+        means = np.full((n, D), np.nan)
+        stds = np.full((n, D), np.nan)
+        if rows.size == 0:
+            return means, stds
+        det = self.detector
+        if det._net is None:
+            # The detector's feature slots come from the first reading it learns (the
+            # same sorted order as the task's); that reading has no forecast.
+            first = int(rows[0])
+            det.learn_one(dict(zip(self._features, V[first].tolist(), strict=True)),
+                          key=keys[first])
+            rows = rows[1:]
+            if rows.size == 0:
+                return means, stds
+        _, m, s = det.score_learn_many(V[rows], [keys[i] for i in rows],
+                                       return_forecast=True)
+        means[rows] = m
+        stds[rows] = s
+        return means, stds
+
     def process(self, events: list[Event]) -> list[Scored]:
         if not events:
             return []
-        det = self.detector
-        fresh = det._net is None
+        if self._features is None:
+            self._build(events[0])
+        store = self._store
+        assert store is not None and self._features is not None
         X = self._matrix(events)
+        n, D = X.shape
         keys = ["|".join(e.keys) for e in events]
-        D = det._n_inputs
-        if fresh:
-            # The first event fixed the feature slots and was learned by learn_one; it
-            # has no history, so its score is the neutral 0 and it has no forecast.
-            raw, means, stds = det.score_learn_many(X[1:], keys[1:], return_forecast=True)
-            raw = np.concatenate([[0.0], raw])
-            means = np.vstack([np.full((1, D), np.nan), means])
-            stds = np.vstack([np.full((1, D), np.nan), stds])
+        slots = np.empty(n, dtype=np.int64)
+        resets = np.zeros(n, dtype=np.bool_)
+        for i, key in enumerate(keys):
+            slots[i], resets[i] = store.slot_for(key)
+        arrays = store.arrays
+        diffs = np.empty((n, D))
+        has_prev = np.empty(n, dtype=np.bool_)
+        stuck = np.empty(n)
+        track_readings(slots, resets, X, arrays["last"], arrays["seen"], arrays["run"],
+                       arrays["repeat_rate"], self.calibration_memory, diffs, has_prev,
+                       stuck)
+        if not self.stuck:
+            stuck[:] = 0.0
+        if self.difference:
+            V, rows = diffs, np.flatnonzero(has_prev)
         else:
-            raw, means, stds = det.score_learn_many(X, keys, return_forecast=True)
-        dims = max(1, D)
-        scores = _chi2_tail_score(raw, dims)
-        scores[raw == 0.0] = 0.0
-        named = list(det._features.items())
+            V, rows = X, np.arange(n)
+        means, stds = self._forecast(V, keys, rows)
+        valid = ~np.isnan(means[:, 0]) if D else np.zeros(n, dtype=np.bool_)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            Z = np.where(valid[:, None], (V - means) / stds, 0.0)
+        Z = np.nan_to_num(Z, nan=0.0, posinf=1e150, neginf=-1e150)
+        factor = np.empty((n, D))
+        scores = np.empty(n)
+        calibrate_surprise(slots, resets, valid, Z, stuck, arrays["z2_mean"], arrays["u_buf"],
+                           arrays["u_count"], arrays["u_mean"], arrays["u_var"],
+                           arrays["u_rate"], arrays["u_excess"], self.warmup,
+                           self.calibration_memory, factor, scores)
+        if self.difference:
+            means += X - diffs  # the previous reading plus the forecast step
+        spreads = stds * factor
+        names = list(self._features)
         out = []
-        for i in range(len(events)):
-            if np.isnan(means[i, 0]):
+        for i, ok in enumerate(valid.tolist()):
+            if not ok:
                 out.append(Scored(float(scores[i]), {}, {}))
                 continue
-            mean_row, std_row = means[i].tolist(), stds[i].tolist()
-            out.append(Scored(float(scores[i]),
-                              {str(name): mean_row[k] for name, k in named},
-                              {str(name): std_row[k] for name, k in named}))
+            mean_row, spread_row = means[i].tolist(), spreads[i].tolist()
+            out.append(Scored(float(scores[i]), dict(zip(names, mean_row, strict=True)),
+                              dict(zip(names, spread_row, strict=True))))
         return out
 
     def forecast(self, key: str) -> dict[str, float]:
-        """Live forecast (mean) per feature for ``key``."""
-        return {str(name): mean for name, (mean, _) in self.detector.forecast_one(key).items()}
+        """Live forecast (mean) per feature for ``key``: the next reading's."""
+        forecast = self.detector.forecast_one(key)
+        if not forecast or not self.difference:
+            return {str(name): mean for name, (mean, _) in forecast.items()}
+        assert self._store is not None and self._features is not None
+        last = self._store.arrays["last"][self._store.get(key)]
+        return {str(name): float(last[self._features[name]]) + mean
+                for name, (mean, _) in forecast.items()}
 
     def apply_label(self, event_id: str, label: int) -> bool:
         # Sensor models learn without labels; labels only feed evaluation downstream.
         return False
 
+    # ------------------------------------------------------------- checkpoints
+
     def export_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         meta, arrays = self.detector.export_state()
-        return {"task": "sensor", "detector": meta}, arrays
+        out: dict[str, Any] = {"task": "sensor", "detector": meta, "features": None}
+        if self._store is not None and self._features is not None:
+            keys, rows = self._store.export()
+            out["features"] = list(self._features)
+            out["keys"] = keys
+            out["evictions"] = self._store.evictions
+            arrays = {**arrays, **{f"calibration/{k}": v for k, v in rows.items()}}
+        return out, arrays
 
     @classmethod
     def from_state(cls, meta: dict[str, Any], arrays: Mapping[str, np.ndarray],
                    params: Mapping[str, Any], max_keys: int,
                    key_fields: tuple[str, ...] = ("key",)) -> SensorTask:
         _expect_task(meta, "sensor")
-        detector = RNNAnomalyDetector.from_state(meta["detector"], dict(arrays))
-        return cls(params, max_keys, key_fields, detector=detector)
+        prefix = "calibration/"
+        detector = RNNAnomalyDetector.from_state(
+            meta["detector"], {k: v for k, v in arrays.items() if not k.startswith(prefix)})
+        task = cls(params, max_keys, key_fields, detector=detector)
+        if meta.get("features") is not None:
+            names = list(meta["features"])
+            task._build(Event(0.0, (), dict.fromkeys(names, 0.0), None, None, ""))
+            assert task._store is not None
+            rows = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+            if set(rows) != set(task._store.arrays):
+                raise ValueError(f"the checkpoint's sensor calibration holds {sorted(rows)}, "
+                                 f"this configuration needs {sorted(task._store.arrays)}")
+            task._store.load(list(meta["keys"]), rows)
+            task._store.evictions = int(meta["evictions"])
+        return task
 
     def forget_keys(self) -> None:
         """Drop every key's state, keeping the weights (a warm start)."""
-        store = self.detector._store
-        if store is not None:
-            for key in list(store):
-                store.remove(key)
-            store.evictions = 0
+        for store in (self.detector._store, self._store):
+            if store is not None:
+                for key in list(store):
+                    store.remove(key)
+                store.evictions = 0
 
     def is_finite(self) -> bool:
         det = self.detector
-        if det._net is None:
-            return True
-        return _finite([det._net.theta, *det._store.arrays.values()])
+        arrays = [] if self._store is None else list(self._store.arrays.values())
+        if det._net is not None:
+            arrays += [det._net.theta, *det._store.arrays.values()]
+        return _finite(arrays)
 
     def stats(self) -> dict[str, float]:
         det = self.detector
+        store = self._store
         return {
-            "keys": det.n_keys,
-            "evictions": det.n_evictions,
+            "keys": 0 if store is None else len(store),
+            "evictions": 0 if store is None else store.evictions,
             "version": det.n_updates,
             "skipped": det.n_skipped_updates,
             "loss": det.last_loss,

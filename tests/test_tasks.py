@@ -223,21 +223,32 @@ def test_batch_forecasts_equal_forecast_one_before_each_reading():
 
 
 def test_sensor_prediction_is_the_forecast_made_before_the_reading():
-    events = sensor_events(n=120)
+    # The network forecasts each key's step from its previous reading: the prediction is
+    # that reading plus the forecast step, the spread the forecast's standard deviation
+    # recalibrated by the key's long-run residual spread, both as they stood before.
+    events = sensor_events(n=160)
     task, reference = _task("sensor"), _task("sensor")
     out = _run(task, events, batch=25)
-    seen = set()
+    seen: dict[str, int] = {}
     for event, scored in zip(events, out, strict=True):
         key = event.keys[0]
-        if key not in seen:
+        if seen.get(key, 0) < 2:
             assert scored.prediction == {} and scored.spread == {} and scored.score == 0.0
         else:
-            forecast = reference.detector.forecast_one(key)
-            assert set(scored.prediction) == {"temp", "rpm"}
-            for name, (mean, std) in forecast.items():
-                assert scored.prediction[name] == pytest.approx(mean, rel=1e-12)
-                assert scored.spread[name] == pytest.approx(std, rel=1e-12)
-        seen.add(key)
+            step = reference.detector.forecast_one(key)
+            store = reference._store
+            row = store.get(key)
+            last = store.arrays["last"][row]
+            z2_mean = store.arrays["z2_mean"][row]
+            calibrated = store.arrays["u_count"][row] > 0
+            assert set(scored.prediction) == {"temp", "rpm"} == set(scored.spread)
+            assert scored.prediction == reference.forecast(key)
+            for name, (mean, std) in step.items():
+                k = reference._features[name]
+                assert scored.prediction[name] == pytest.approx(last[k] + mean, rel=1e-12)
+                factor = math.sqrt(max(z2_mean[k], 1e-6)) if calibrated else 1.0
+                assert scored.spread[name] == pytest.approx(std * factor, rel=1e-12)
+        seen[key] = seen.get(key, 0) + 1
         reference.process([event])
 
 
