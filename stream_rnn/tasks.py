@@ -403,6 +403,7 @@ class SensorTask(_Task):
         if self._store is not None and self._features is not None:
             keys, rows = self._store.export()
             out["features"] = list(self._features)
+            out["short_window"] = self.short_window
             out["keys"] = keys
             out["evictions"] = self._store.evictions
             arrays = {**arrays, **{f"calibration/{k}": v for k, v in rows.items()}}
@@ -418,13 +419,14 @@ class SensorTask(_Task):
             meta["detector"], {k: v for k, v in arrays.items() if not k.startswith(prefix)})
         task = cls(params, max_keys, key_fields, detector=detector)
         if meta.get("features") is not None:
+            if meta["short_window"] != task.short_window:
+                raise ValueError(f"the checkpoint's sensor calibration has short_window "
+                                 f"{meta['short_window']}, the configuration "
+                                 f"{task.short_window}")
             names = list(meta["features"])
             task._build(Event(0.0, (), dict.fromkeys(names, 0.0), None, None, ""))
             assert task._store is not None
             rows = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
-            if set(rows) != set(task._store.arrays):
-                raise ValueError(f"the checkpoint's sensor calibration holds {sorted(rows)}, "
-                                 f"this configuration needs {sorted(task._store.arrays)}")
             task._store.load(list(meta["keys"]), rows)
             task._store.evictions = int(meta["evictions"])
         return task

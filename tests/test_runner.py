@@ -329,12 +329,12 @@ def test_warm_start_takes_weights_but_not_keys(tmp_path):
     cfg = _config(tmp_path / "new", **{"state.warm_start": str(manifest_path)})
     warm, _ = _runner(cfg, fresh_source)
     warm.step()
-    model = warm.tasks[Partition("other", 0)].model.detector
+    task = warm.tasks[Partition("other", 0)].model
     _, arrays = read_checkpoint(tmp_path / "ckpt", checkpoint_name(Partition(TOPIC, 0)))
     # Weights start from the checkpoint (one event has been learned since: no update yet
     # with update_every=4), keys start empty apart from the one event seen.
-    np.testing.assert_array_equal(model._net.theta, arrays["net/theta"])
-    assert model.n_keys == 1
+    np.testing.assert_array_equal(task.detector._net.theta, arrays["net/theta"])
+    assert task.stats()["keys"] == 1
 
 
 def test_warm_start_from_a_missing_file_is_a_clear_error(tmp_path):

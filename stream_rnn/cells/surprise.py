@@ -25,7 +25,8 @@ judged against its own history, strictly online, in two compiled passes over a b
        against the key's own tail of it: above ``tau = mean + sd`` (long-run,
        exponentially weighted) the tail is fitted as exponential (peaks over threshold:
        the long-run rate of exceeding ``tau`` and the mean excess), so
-       ``P(X >= x) = rate * exp(-(x - tau) / excess)``. On the log scale an exponential
+       ``P(X >= x) = rate * exp(-(x - tau) / excess)`` (below ``tau``, log-linear from 1
+       at the mean to ``rate`` at ``tau``). On the log scale an exponential
        tail is a power-law tail of ``z``, which is what forecast errors have; for
        Gaussian residuals it errs on the side of fewer alarms.
     4. The score is ``1 - p`` with ``p`` the smallest of the tail probabilities (the two
@@ -140,11 +141,17 @@ def track_readings(slots, resets, X, last, seen, run, repeat_rate, memory, diffs
 @jit
 def _tail_fold(x, j, s, mean, var, rate, excess, alpha, memory):
     """``log10 P(X >= x)`` under test ``j`` of slot ``s`` (its exponential tail above
-    ``mean + sd``), then ``x`` folded into that test's long-run statistics."""
+    ``tau = mean + sd``; log-linear from 1 at the mean to the tail's rate at ``tau``), then
+    ``x`` folded into that test's long-run statistics."""
     spread = max(math.sqrt(var[s, j]), _MIN_SPREAD)
     tau = mean[s, j] + spread
-    decades = (math.log10(max(rate[s, j], 1.0 / memory))
-               - (x - tau) / (max(excess[s, j], _MIN_SPREAD) * _LN10))
+    at_tau = math.log10(max(rate[s, j], 1.0 / memory))
+    if x > tau:
+        decades = at_tau - (x - tau) / (max(excess[s, j], _MIN_SPREAD) * _LN10)
+    else:
+        # Below the tail the exponential fit says nothing: the evidence grows log-linearly
+        # from none at the mean to the tail's rate at ``tau``.
+        decades = at_tau * max(0.0, (x - mean[s, j]) / spread)
     # Fold in after scoring: the event is judged against the past only.
     exceeded = x > tau
     rate[s, j] += alpha * ((1.0 if exceeded else 0.0) - rate[s, j])
@@ -216,7 +223,7 @@ def calibrate_surprise(slots, resets, valid, Z, stuck_decades, z2_mean, u_buf, u
             x_decades = _tail_fold(x, j, s, u_mean, u_var, u_rate, u_excess, alpha, memory)
             decades = min(decades, x_decades)
         if c > warmup:
-            out[i] = -math.expm1(decades * _LN10)
+            out[i] = 0.0 - math.expm1(decades * _LN10)  # 0.0, never -0.0
         for k in range(D):
             z2 = Z[i, k] * Z[i, k]
             if c > 1:
