@@ -31,7 +31,16 @@ a clean one almost never. Each stream is therefore judged against its own past:
 6. Spike once (``refractory``): an alarm is reported when it first rises; while the
    score stays below the stream's recent peak score (which decays linearly, by
    ``1 / refractory`` per event) the score is 0. A sustained incident
-   therefore gives one spike rather than a plateau of repeated alarms.
+   therefore gives one spike rather than a plateau of repeated alarms. With
+   ``alarm_margin``, a further report also needs the score to beat the last *reported*
+   one (decaying alike) by that margin: evidence that creeps up over a few readings (the
+   short window filling with one incident's readings) is reported once, not at every
+   step, while evidence that rises from nothing is reported as soon as it rises.
+7. Echoes: the caller can name, per event, an earlier event whose evidence explains it
+   (for a seasonal forecaster, the reading one season back); evidence no stronger than
+   that event's scores 0. A surprise that recurs at the same time every season (a daily
+   job the forecaster has not learned exactly) is then reported once, not daily, and so
+   is an anomaly that comes back a season later through the seasonal input.
 
 Everything at event ``t`` uses events ``<= t`` only. The per-stream state is a few plain
 arrays (one row per stream) so a keyed model keeps it next to its other per-key state, and
@@ -52,6 +61,7 @@ __all__ = [
     "SurpriseCalibrator",
     "calibrate_many",
     "calibration_rows",
+    "calibration_settings",
     "check_params",
     "gaussian_tail_decades",
     "log_surprise",
@@ -109,13 +119,14 @@ def log_surprise(z_row):
 def calibration_rows(short_window: int) -> dict[str, tuple[tuple[int, ...], type]]:
     """Shapes and dtypes of one stream's calibration state, as keyed stores take them.
 
-    ``8 * (short_window + 7)`` bytes per stream.
+    ``8 * (short_window + 8)`` bytes per stream (the echo ring of :func:`calibrate_many`
+    is the caller's).
 
     Examples
     --------
     >>> sorted(calibration_rows(3))  # doctest: +NORMALIZE_WHITESPACE
-    ['cal_buf', 'cal_count', 'cal_mean', 'cal_mean_slow', 'cal_peak', 'cal_start', 'cal_var',
-     'cal_var_slow']
+    ['cal_buf', 'cal_count', 'cal_mean', 'cal_mean_slow', 'cal_peak', 'cal_reported',
+     'cal_start', 'cal_var', 'cal_var_slow']
     """
     return {
         "cal_buf": ((short_window,), np.float64),
@@ -126,12 +137,25 @@ def calibration_rows(short_window: int) -> dict[str, tuple[tuple[int, ...], type
         "cal_var_slow": ((), np.float64),
         "cal_start": ((), np.float64),
         "cal_peak": ((), np.float64),
+        "cal_reported": ((), np.float64),
     }
 
 
 #: Row names in the argument order of :func:`calibrate_many`.
 CALIBRATION_ARGS = ("cal_buf", "cal_count", "cal_mean", "cal_var", "cal_mean_slow",
-                    "cal_var_slow", "cal_start", "cal_peak")
+                    "cal_var_slow", "cal_start", "cal_peak", "cal_reported")
+
+# Positions in the settings array of :func:`calibrate_many`.
+_WARMUP, _WARMUP_TIME, _LONG, _SLOW, _REFRACTORY, _SCALE, _MARGIN = range(7)
+
+
+def calibration_settings(warmup: int, long_memory: int, refractory: int, scale: float,
+                         slow_memory: int | None = None, warmup_time: float = 0.0,
+                         alarm_margin: float = 0.0) -> np.ndarray:
+    """The settings array :func:`calibrate_many` takes (``slow_memory`` None: unused)."""
+    return np.array([warmup, warmup_time, long_memory,
+                     0 if slow_memory is None else slow_memory, refractory, scale,
+                     alarm_margin], dtype=np.float64)
 
 
 @jit
@@ -147,23 +171,37 @@ def _tail_decades(a, mean, var):
 
 
 @jit
-def calibrate_many(slots, resets, valid, u, times, buf, count, mean, var, mean_slow, var_slow,
-                   start, peak, warmup, warmup_time, long_memory, slow_memory, refractory,
-                   scale, out):
+def calibrate_many(slots, resets, valid, u, times, echo_slot, echo_ref, echo, buf, count, mean,
+                   var, mean_slow, var_slow, start, peak, reported, settings, out):
     """Scores for a batch of surprises ``u`` of streams ``slots``, in arrival order.
 
-    ``buf`` ``(S, W)`` holds each stream's last ``W`` surprises (``W`` is the short
-    window); ``count``, ``mean``/``var``, ``mean_slow``/``var_slow``, ``start`` and
-    ``peak`` ``(S,)`` its event count, the long-run mean and variance of the short-term
-    surprise over ``long_memory`` and over ``slow_memory`` events (``slow_memory`` 0: not
-    used), the time of its first event (NaN until one has a time) and its recent alarm
-    peak; all are updated in place. ``times[i]`` is the event's time in seconds (NaN:
-    unknown, which never holds the warm-up). ``resets[i]`` zeroes the stream's state
-    first (a new stream took the slot). Events with ``valid[i]`` False (a stream's first
-    reading, with nothing to forecast it from) score 0 and change nothing. ``out[i]``
-    receives the score of event ``i``.
+    State, one row per stream, updated in place: ``buf`` ``(S, W)`` the last ``W``
+    surprises (``W`` is the short window); ``count``, ``mean``/``var``,
+    ``mean_slow``/``var_slow``, ``start``, ``peak`` and ``reported`` ``(S,)`` the event
+    count, the long-run mean and variance of the short-term surprise over ``long_memory``
+    and over ``slow_memory`` events (``slow_memory`` 0: not used), the time of the first
+    event (NaN until one has a time), the recent score peak and the last reported score
+    (both decaying by ``1 / refractory`` per event). ``settings`` comes from
+    :func:`calibration_settings`.
+
+    ``times[i]`` is the event's time in seconds (NaN: unknown, which never holds the
+    warm-up). ``echo`` ``(S, B)`` is a ring of each stream's tail evidence: event ``i``
+    stores its evidence at ``echo_slot[i]`` (``-1``: nowhere), and when
+    ``echo_ref[i] >= 0`` names the slot of an earlier event whose evidence was at least
+    as strong, event ``i`` scores 0, explained by it (a seasonal model's input replays
+    an anomaly one season later). ``resets[i]`` zeroes the stream's state first (a new
+    stream took the slot). Events with ``valid[i]`` False (a stream's first reading, with
+    nothing to forecast it from) score 0 and change nothing. ``out[i]`` receives the
+    score of event ``i``.
     """
     W = buf.shape[1]
+    warmup = settings[_WARMUP]
+    warmup_time = settings[_WARMUP_TIME]
+    long_memory = settings[_LONG]
+    slow_memory = settings[_SLOW]
+    refractory = settings[_REFRACTORY]
+    scale = settings[_SCALE]
+    margin = settings[_MARGIN]
     for i in range(slots.shape[0]):
         s = slots[i]
         if resets[i]:
@@ -175,6 +213,8 @@ def calibrate_many(slots, resets, valid, u, times, buf, count, mean, var, mean_s
             var_slow[s] = 0.0
             start[s] = math.nan
             peak[s] = 0.0
+            reported[s] = 0.0
+            echo[s] = 0.0
         out[i] = 0.0
         if not valid[i]:
             continue
@@ -192,17 +232,25 @@ def calibrate_many(slots, resets, valid, u, times, buf, count, mean, var, mean_s
         # An event without a time cannot tell how long the stream has run: only the
         # event count holds it back then.
         young = warmup_time > 0.0 and not math.isnan(t) and t - start[s] < warmup_time
+        x = 0.0
         if n > warmup and not young:
             x = _tail_decades(a, mean[s], var[s])
             if slow_memory > 0:
                 x = min(x, _tail_decades(a, mean_slow[s], var_slow[s]))
-            score = x / (x + scale)
+            evidence = x
+            if echo_ref[i] >= 0 and echo[s, echo_ref[i]] >= x:
+                evidence = 0.0
+            score = evidence / (evidence + scale)
             if refractory > 0:
-                if score > peak[s]:
+                if score > peak[s] and score > reported[s] + margin:
                     out[i] = score
+                    reported[s] = score
                 peak[s] = max(peak[s] - 1.0 / refractory, score)
+                reported[s] = max(reported[s] - 1.0 / refractory, 0.0)
             else:
                 out[i] = score
+        if echo_slot[i] >= 0:
+            echo[s, echo_slot[i]] = x
         # Fold in after scoring: the event is judged against the past only.
         _fold(mean, var, s, a, max(1.0 / n, 1.0 / long_memory))
         if slow_memory > 0:
@@ -214,7 +262,8 @@ class SurpriseCalibrator:
     """Turn one stream's surprises into calibrated anomaly scores in [0, 1].
 
     A single-stream front end to :func:`calibrate_many` (see the module docstring for the
-    method). Keyed models keep the same state per key in their own arrays.
+    method), without echoes. Keyed models keep the same state per key in their own
+    arrays.
 
     Parameters
     ----------
@@ -224,8 +273,8 @@ class SurpriseCalibrator:
         Events the long-run statistics of the short-term surprise remember (an exponential
         average once that many events have been seen).
     slow_memory
-        Events the second, slower long-run statistics remember; a score needs the
-        short-term surprise to be rare against both (``None``: the first only).
+        Events a second, slower set of long-run statistics remembers; a score then needs
+        the short-term surprise to be rare against both (``None``: the first only).
     warmup
         Events that score 0 while the statistics settle.
     warmup_time
@@ -233,6 +282,8 @@ class SurpriseCalibrator:
     refractory
         Events over which a reported alarm peak decays; while the evidence stays under
         it the score is 0 (``0`` reports every event's score).
+    alarm_margin
+        Score by which a report must beat the last reported score (decaying alike).
     scale
         Decades of tail evidence that map to a score of 0.5.
 
@@ -255,11 +306,12 @@ class SurpriseCalibrator:
     def __init__(
         self,
         short_window: int = 3,
-        long_memory: int = 300,
-        slow_memory: int | None = 5000,
+        long_memory: int = 500,
+        slow_memory: int | None = None,
         warmup: int = 300,
         warmup_time: float = 0.0,
         refractory: int = 300,
+        alarm_margin: float = 0.1,
         scale: float = DEFAULT_SCALE,
     ) -> None:
         self.short_window = short_window
@@ -268,25 +320,30 @@ class SurpriseCalibrator:
         self.warmup = warmup
         self.warmup_time = warmup_time
         self.refractory = refractory
+        self.alarm_margin = alarm_margin
         self.scale = scale
         check_params(short_window, long_memory, warmup, refractory, scale, slow_memory,
-                     warmup_time)
+                     warmup_time, alarm_margin)
         self._state = {name: np.zeros((1, *shape), dtype=dtype)
                        for name, (shape, dtype) in calibration_rows(short_window).items()}
+        self._settings = calibration_settings(warmup, long_memory, refractory, scale,
+                                              slow_memory, warmup_time, alarm_margin)
         self._slot = np.zeros(1, dtype=np.int64)
         self._reset = np.zeros(1, dtype=np.bool_)
         self._valid = np.ones(1, dtype=np.bool_)
         self._time = np.zeros(1, dtype=np.float64)
+        self._no_echo = np.full(1, -1, dtype=np.int64)
+        self._echo = np.zeros((1, 1), dtype=np.float32)
         self._out = np.zeros(1, dtype=np.float64)
 
     def update(self, surprise: float, t: float | None = None) -> float:
         """Score of ``surprise`` at time ``t`` (seconds) against the past, then fold it in."""
         self._time[0] = math.nan if t is None else float(t)
         calibrate_many(self._slot, self._reset, self._valid,
-                       np.array([surprise], dtype=np.float64), self._time,
-                       *(self._state[name] for name in CALIBRATION_ARGS), self.warmup,
-                       float(self.warmup_time), self.long_memory, slow_memory_events(
-                           self.slow_memory), self.refractory, self.scale, self._out)
+                       np.array([surprise], dtype=np.float64), self._time, self._no_echo,
+                       self._no_echo, self._echo,
+                       *(self._state[name] for name in CALIBRATION_ARGS), self._settings,
+                       self._out)
         return float(self._out[0])
 
     @property
@@ -295,14 +352,9 @@ class SurpriseCalibrator:
         return int(self._state["cal_count"][0])
 
 
-def slow_memory_events(slow_memory: int | None) -> int:
-    """``slow_memory`` as :func:`calibrate_many` takes it (0 for ``None``)."""
-    return 0 if slow_memory is None else int(slow_memory)
-
-
 def check_params(short_window: int, long_memory: int, warmup: int, refractory: int,
-                 scale: float, slow_memory: int | None = None,
-                 warmup_time: float = 0.0) -> None:
+                 scale: float, slow_memory: int | None = None, warmup_time: float = 0.0,
+                 alarm_margin: float = 0.0) -> None:
     """Raise ValueError naming the first unusable calibration setting."""
     if not (isinstance(short_window, int | np.integer) and short_window >= 1):
         raise ValueError(f"short_window must be a positive integer, got {short_window!r}")
@@ -316,5 +368,7 @@ def check_params(short_window: int, long_memory: int, warmup: int, refractory: i
         raise ValueError(f"warmup_time must be >= 0 seconds, got {warmup_time!r}")
     if not refractory >= 0:
         raise ValueError(f"refractory must be >= 0, got {refractory!r}")
+    if not 0 <= alarm_margin < 1:
+        raise ValueError(f"alarm_margin must be in [0, 1), got {alarm_margin!r}")
     if not scale > 0:
         raise ValueError(f"scale must be > 0, got {scale!r}")
