@@ -61,6 +61,8 @@ exponential backoff (up to ``reconnect_backoff_max_s``) while the broker is unre
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -162,6 +164,53 @@ def client_options(config: Mapping[str, Any] | Any) -> dict[str, Any]:
     if mechanism is not None and mechanism not in _SASL_MECHANISMS:
         raise ValueError(f"sasl_mechanism must be one of {_SASL_MECHANISMS}, got {mechanism!r}")
     return options
+
+
+class TlsHandshakeError(kafka_errors.KafkaConnectionError):
+    """No TLS handshake with a bootstrap broker within the connect budget."""
+
+
+def _bootstrap_addresses(servers: str | Sequence[str]) -> list[tuple[str, int]]:
+    items = servers.split(",") if isinstance(servers, str) else list(servers)
+    out = []
+    for item in items:
+        host, _, port = item.strip().rpartition(":")
+        out.append((host.strip("[]") or "localhost", int(port or 9092)))
+    return out
+
+
+def tls_preflight(options: Mapping[str, Any], timeout_s: float) -> None:
+    """Complete one TLS handshake with a bootstrap broker within ``timeout_s``, or raise
+    :class:`TlsHandshakeError` saying why.
+
+    kafka-python waits for a TLS handshake without a deadline: against a plaintext
+    listener (a wrong ``security_protocol``) the broker never answers the ClientHello and
+    the client would hang in its constructor, past any bootstrap timeout. Does nothing
+    unless the protocol is ``SSL`` or ``SASL_SSL``.
+    """
+    if options.get("security_protocol") not in ("SSL", "SASL_SSL"):
+        return
+    context = ssl.create_default_context(cafile=options.get("ssl_cafile"))
+    context.check_hostname = bool(options.get("ssl_check_hostname", True))
+    if not context.check_hostname:
+        context.verify_mode = ssl.CERT_NONE if options.get("ssl_cafile") is None \
+            else ssl.CERT_REQUIRED
+    if options.get("ssl_certfile"):
+        context.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile"),
+                                options.get("ssl_password"))
+    problems = []
+    for host, port in _bootstrap_addresses(options["bootstrap_servers"]):
+        try:
+            with socket.create_connection((host, port), timeout=timeout_s) as raw:
+                raw.settimeout(timeout_s)
+                with context.wrap_socket(raw, server_hostname=host):
+                    return
+        except (OSError, ssl.SSLError) as exc:
+            reason = ("no answer (is the listener plaintext?)"
+                      if isinstance(exc, TimeoutError | socket.timeout) else str(exc))
+            problems.append(f"{host}:{port}: {reason}")
+    raise TlsHandshakeError(f"TLS handshake failed within {timeout_s:g} s: "
+                            + "; ".join(problems))
 
 
 @dataclass(frozen=True)
@@ -473,6 +522,7 @@ class KafkaSource(Source):
         budget = self.connect_timeout_s if timeout_s is None else timeout_s
         created: list[KafkaNetClient] = []
         try:
+            tls_preflight(self._options, budget)
             consumer = KafkaConsumer(
                 **self._options,
                 bootstrap_timeout_ms=max(1, int(budget * 1000)),
@@ -1009,6 +1059,7 @@ class KafkaSink(Sink):
         budget = self.connect_timeout_s if timeout_s is None else timeout_s
         created: list[KafkaNetClient] = []
         try:
+            tls_preflight(self._options, budget)
             producer = KafkaProducer(
                 **self._options,
                 bootstrap_timeout_ms=max(1, int(budget * 1000)),
