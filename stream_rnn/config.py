@@ -61,6 +61,8 @@ class KafkaConfig:
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    ssl_password: str | None = None
+    ssl_check_hostname: bool = True
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: str | None = None

@@ -120,3 +120,21 @@ def test_ssl_against_a_plaintext_broker_is_a_connection_failure_not_a_hang(
         client.close()
     assert time.monotonic() - started < 10.0
     assert "TLS handshake failed" in caplog.text
+
+
+def test_key_passphrase_and_hostname_check_reach_the_clients_from_the_configuration():
+    from stream_rnn.config import load
+
+    config = load(env={"STREAM_RNN_KAFKA__SECURITY_PROTOCOL": "SSL",
+                       "STREAM_RNN_KAFKA__SSL_PASSWORD": "secret",
+                       "STREAM_RNN_KAFKA__SSL_CHECK_HOSTNAME": "false"})
+    source = KafkaSource.from_config(config.kafka)
+    sink = KafkaSink.from_config(config.kafka)
+    try:
+        for options in (source._options, sink._options):
+            assert options["ssl_password"] == "secret"
+            assert options["ssl_check_hostname"] is False
+            assert options["security_protocol"] == "SSL"
+    finally:
+        source.close()
+        sink.close()
