@@ -8,9 +8,10 @@ and say whether they are still finite.
 Three tasks:
 
 ``sensor``
-    Every feature is a reading; each key forecasts its next reading as a Gaussian per
-    feature (:class:`~stream_rnn.models.RNNAnomalyDetector`) and the score is how
-    surprising the reading is under that forecast.
+    Every feature is a reading; each key forecasts its next step and its next reading as
+    Gaussians per feature (:class:`~stream_rnn.models.RNNAnomalyDetector`) and the score
+    is how rare the reading's surprise is against the key's own past (a tail probability,
+    so one threshold serves every sensor), or how unlikely its run of repeated readings.
 ``forecast``
     One or more target features (``target``) are forecast one step ahead per key from
     their history and the event's other features (covariates known in advance, such as
@@ -200,39 +201,49 @@ class SensorTask(_Task):
     """Per-key forecasting surprise for sensor readings (all features are readings),
     calibrated on each key's own past so one threshold serves every sensor.
 
-    Keys are the event's entity keys joined with ``|``. Each key's next reading is
-    forecast as a Gaussian per feature by :class:`~stream_rnn.models.RNNAnomalyDetector`:
-    with ``difference`` (the default) the network models the key's first differences (a
-    physical reading is close to the previous one; the network forecasts the step, so its
-    error is on the scale of the sensor's noise rather than of its whole range), else the
-    readings themselves. The standardized residuals become a score in [0, 1] through
+    Keys are the event's entity keys joined with ``|``. Each key's readings are forecast
+    as Gaussians per feature by :class:`~stream_rnn.models.RNNAnomalyDetector` networks,
+    in up to two views (``views``):
+
+    ``step``
+        The network forecasts the key's next step (first difference) from its previous
+        one: a physical reading is close to the one before, so the forecast error is on
+        the scale of the sensor's noise rather than of its range, and a spike or a jump
+        stands out at once.
+    ``level``
+        The network forecasts the reading itself from the previous one, with a coarser
+        error: a level that stays off (a shift, a tripped line) keeps surprising it.
+
+    The standardized residuals become a score in [0, 1] through
     :mod:`stream_rnn.cells.surprise`: recalibrated against the key's long-run residual
-    spread, compared with the tail of the key's own long-run distribution of them, and
-    combined with the evidence that the key is stuck (a run of identical readings, against
-    how often the key repeats a reading). The score is ``1 - p`` for a tail probability
-    ``p``: 0.999 is a 1-in-1000 surprise on every key. A key's first ``warmup`` forecast
-    readings score 0.
+    spread, compared with the tail of the key's own long-run distribution of them (the
+    main view's residual of each reading and its mean over ``short_window`` readings, the
+    level view's mean over ``short_window`` readings), and with the evidence that the key
+    is stuck (a run of identical readings, against how often the key repeats a reading).
+    The score is ``1 - p`` for the smallest tail probability ``p``: 0.999 is about a
+    1-in-1000 surprise on every key. A key's first ``warmup`` forecast readings score 0.
 
-    Each event's prediction and spread are the forecast's mean and recalibrated standard
-    deviation per feature, made before the reading was seen (empty for a key's first
-    reading, and with ``difference`` its second).
+    Each event's prediction and spread are the main view's (the step's when there is
+    one) forecast mean of the reading and its recalibrated standard deviation per
+    feature, made before the reading was seen (empty for a key's first reading, and with
+    the step view its second).
 
-    Parameters (``[model.params]``): ``difference`` (default true), ``short_window``
-    (readings whose mean surprise is a second test next to each reading's own; default 3,
-    1 for the reading alone), ``calibration_memory`` (readings the
-    long-run statistics remember, default 1000), ``warmup`` (default 100), ``stuck``
-    (score runs of identical readings, default true), and ``scale_memory``, ``clip``,
-    ``activation``, ``weight_decay``, ``dropout`` of
+    Parameters (``[model.params]``): ``views`` (``"step+level"``, the default, ``"step"``
+    or ``"level"``), ``short_window`` (default 3; 1: each reading alone),
+    ``calibration_memory`` (readings the long-run statistics remember, default 1000),
+    ``warmup`` (default 50), ``stuck`` (score runs of identical readings, default true),
+    and ``scale_memory``, ``clip``, ``activation``, ``weight_decay``, ``dropout`` of
     :class:`~stream_rnn.models.RNNAnomalyDetector`.
     """
 
     name = "sensor"
-    PARAMS = {**_SCALING, "difference": "bool", "short_window": "int",
+    PARAMS = {**_SCALING, "views": "str", "short_window": "int",
               "calibration_memory": "int", "warmup": "int", "stuck": "bool"}
-    #: The task's own parameters (not the detector's) and their defaults.
-    DEFAULTS: ClassVar[dict[str, Any]] = {"difference": True, "short_window": 3,
-                                          "calibration_memory": 1000, "warmup": 100,
+    #: The task's own parameters (not the detectors') and their defaults.
+    DEFAULTS: ClassVar[dict[str, Any]] = {"views": "step+level", "short_window": 3,
+                                          "calibration_memory": 1000, "warmup": 50,
                                           "stuck": True}
+    VIEWS = ("step+level", "step", "level")
 
     @classmethod
     def split_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -242,28 +253,43 @@ class SensorTask(_Task):
                 raise ValueError(f"model.params.{name} must be >= 1, got {flat[name]!r}")
         if "warmup" in flat and flat["warmup"] < 0:
             raise ValueError(f"model.params.warmup must be >= 0, got {flat['warmup']!r}")
+        if "views" in flat and flat["views"] not in cls.VIEWS:
+            raise ValueError(f"model.params.views must be one of {', '.join(cls.VIEWS)}; "
+                             f"got {flat['views']!r}")
         return flat
 
     def __init__(self, params: Mapping[str, Any] | None = None, max_keys: int = 100_000,
                  key_fields: tuple[str, ...] = ("key",),
-                 detector: RNNAnomalyDetector | None = None) -> None:
+                 detector: RNNAnomalyDetector | None = None,
+                 level_detector: RNNAnomalyDetector | None = None) -> None:
         self.params = self.split_params(params or {})
         self.max_keys = max_keys
         self.key_fields = tuple(key_fields)
         own = {**self.DEFAULTS, **{k: v for k, v in self.params.items()
                                    if k in self.DEFAULTS}}
-        self.difference = bool(own["difference"])
+        self.views = str(own["views"])
+        self.step = self.views != "level"
         self.short_window = int(own["short_window"])
         self.calibration_memory = int(own["calibration_memory"])
         self.warmup = int(own["warmup"])
         self.stuck = bool(own["stuck"])
         detector_params = {k: v for k, v in self.params.items() if k not in self.DEFAULTS}
+        #: The main view's network (the step's, or the level's alone).
         self.detector = detector or RNNAnomalyDetector(max_keys=max_keys, **detector_params)
+        #: The level view's network next to the step's (``step+level``), else None.
+        self.level_detector: RNNAnomalyDetector | None = None
+        if self.views == "step+level":
+            self.level_detector = level_detector or RNNAnomalyDetector(
+                max_keys=max_keys, **detector_params)
         self._schema: frozenset[str] | None = None
-        #: Feature slots (sorted names, as the detector orders them), fixed by the first
+        #: Feature slots (sorted names, as the detectors order them), fixed by the first
         #: event processed.
         self._features: dict[str, int] | None = None
         self._store: KeyedState | None = None
+
+    @property
+    def _detectors(self) -> list[RNNAnomalyDetector]:
+        return [self.detector] + ([self.level_detector] if self.level_detector else [])
 
     # ------------------------------------------------------------- state
 
@@ -271,7 +297,8 @@ class SensorTask(_Task):
         names = sorted(event.features, key=str)
         self._features = {name: k for k, name in enumerate(names)}
         D = len(names)
-        rows = {**reading_rows(D), **surprise_rows(D, self.short_window)}
+        residuals = D * len(self._detectors)
+        rows = {**reading_rows(D), **surprise_rows(residuals, self.short_window)}
         templates = {name: np.zeros((1, *shape), dtype=dtype)
                      for name, (shape, dtype) in rows.items()}
         self._store = KeyedState(templates, max_keys=self.max_keys)
@@ -304,25 +331,23 @@ class SensorTask(_Task):
 
     # ------------------------------------------------------------- scoring
 
-    def _forecast(self, V: np.ndarray, keys: list[str], rows: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray]:
-        """The detector's forecasts (means, stds) of ``V[rows]`` made before learning
-        each; NaN rows where it had nothing to forecast from."""
+    def _forecast(self, det: RNNAnomalyDetector, V: np.ndarray, keys: list[str],
+                  rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``det``'s forecasts (means, stds) of ``V[rows]``, each made before learning
+        it; NaN rows where it had nothing to forecast from."""
         n, D = V.shape
         means = np.full((n, D), np.nan)
         stds = np.full((n, D), np.nan)
-        if rows.size == 0:
-            return means, stds
-        det = self.detector
-        if det._net is None:
+        if det._net is None and rows.size:
             # The detector's feature slots come from the first reading it learns (the
             # same sorted order as the task's); that reading has no forecast.
+            assert self._features is not None
             first = int(rows[0])
             det.learn_one(dict(zip(self._features, V[first].tolist(), strict=True)),
                           key=keys[first])
             rows = rows[1:]
-            if rows.size == 0:
-                return means, stds
+        if rows.size == 0:
+            return means, stds
         _, m, s = det.score_learn_many(V[rows], [keys[i] for i in rows],
                                        return_forecast=True)
         means[rows] = m
@@ -352,24 +377,30 @@ class SensorTask(_Task):
                        stuck)
         if not self.stuck:
             stuck[:] = 0.0
-        if self.difference:
-            V, rows = diffs, np.flatnonzero(has_prev)
+        everyone = np.arange(n)
+        if self.step:
+            V = diffs
+            means, stds = self._forecast(self.detector, V, keys, np.flatnonzero(has_prev))
         else:
-            V, rows = X, np.arange(n)
-        means, stds = self._forecast(V, keys, rows)
+            V = X
+            means, stds = self._forecast(self.detector, V, keys, everyone)
         valid = ~np.isnan(means[:, 0]) if D else np.zeros(n, dtype=np.bool_)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            Z = np.where(valid[:, None], (V - means) / stds, 0.0)
-        Z = np.nan_to_num(Z, nan=0.0, posinf=1e150, neginf=-1e150)
-        factor = np.empty((n, D))
+        Z = _standardized(V, means, stds, valid)
+        if self.level_detector is not None:
+            level_means, level_stds = self._forecast(self.level_detector, X, keys, everyone)
+            Z_level = _standardized(X, level_means, level_stds, valid)
+        else:
+            Z_level = np.empty((n, 0))
+        factor = np.empty((n, D + Z_level.shape[1]))
         scores = np.empty(n)
-        calibrate_surprise(slots, resets, valid, Z, stuck, arrays["z2_mean"], arrays["u_buf"],
-                           arrays["u_count"], arrays["u_mean"], arrays["u_var"],
-                           arrays["u_rate"], arrays["u_excess"], self.warmup,
+        calibrate_surprise(slots, resets, valid, Z, Z_level, stuck, arrays["z2_mean"],
+                           arrays["u_buf"], arrays["u_count"], arrays["u_mean"],
+                           arrays["u_var"], arrays["u_rate"], arrays["u_excess"], self.warmup,
                            self.calibration_memory, factor, scores)
-        if self.difference:
+        scores += 0.0  # the kernel may give -0.0 (no signed zeros under fastmath)
+        if self.step:
             means += X - diffs  # the previous reading plus the forecast step
-        spreads = stds * factor
+        spreads = stds * factor[:, :D]
         names = list(self._features)
         out = []
         for i, ok in enumerate(valid.tolist()):
@@ -384,7 +415,7 @@ class SensorTask(_Task):
     def forecast(self, key: str) -> dict[str, float]:
         """Live forecast (mean) per feature for ``key``: the next reading's."""
         forecast = self.detector.forecast_one(key)
-        if not forecast or not self.difference:
+        if not forecast or not self.step:
             return {str(name): mean for name, (mean, _) in forecast.items()}
         assert self._store is not None and self._features is not None
         last = self._store.arrays["last"][self._store.get(key)]
@@ -397,16 +428,24 @@ class SensorTask(_Task):
 
     # ------------------------------------------------------------- checkpoints
 
+    _LEVEL = "level/"
+    _CALIBRATION = "calibration/"
+
     def export_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         meta, arrays = self.detector.export_state()
-        out: dict[str, Any] = {"task": "sensor", "detector": meta, "features": None}
+        out: dict[str, Any] = {"task": "sensor", "views": self.views, "detector": meta,
+                               "features": None}
+        if self.level_detector is not None:
+            level_meta, level_arrays = self.level_detector.export_state()
+            out["level_detector"] = level_meta
+            arrays = {**arrays, **{self._LEVEL + k: v for k, v in level_arrays.items()}}
         if self._store is not None and self._features is not None:
             keys, rows = self._store.export()
             out["features"] = list(self._features)
             out["short_window"] = self.short_window
             out["keys"] = keys
             out["evictions"] = self._store.evictions
-            arrays = {**arrays, **{f"calibration/{k}": v for k, v in rows.items()}}
+            arrays = {**arrays, **{self._CALIBRATION + k: v for k, v in rows.items()}}
         return out, arrays
 
     @classmethod
@@ -414,10 +453,21 @@ class SensorTask(_Task):
                    params: Mapping[str, Any], max_keys: int,
                    key_fields: tuple[str, ...] = ("key",)) -> SensorTask:
         _expect_task(meta, "sensor")
-        prefix = "calibration/"
+        views = cls.split_params(params).get("views", cls.DEFAULTS["views"])
+        if meta.get("views") != views:
+            raise ValueError(f"the checkpoint's sensor model has views {meta.get('views')!r}, "
+                             f"the configuration {views!r}")
+
+        def part(prefix: str) -> dict[str, np.ndarray]:
+            return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+        own = (cls._LEVEL, cls._CALIBRATION)
         detector = RNNAnomalyDetector.from_state(
-            meta["detector"], {k: v for k, v in arrays.items() if not k.startswith(prefix)})
-        task = cls(params, max_keys, key_fields, detector=detector)
+            meta["detector"], {k: v for k, v in arrays.items() if not k.startswith(own)})
+        level = None
+        if "level_detector" in meta:
+            level = RNNAnomalyDetector.from_state(meta["level_detector"], part(cls._LEVEL))
+        task = cls(params, max_keys, key_fields, detector=detector, level_detector=level)
         if meta.get("features") is not None:
             if meta["short_window"] != task.short_window:
                 raise ValueError(f"the checkpoint's sensor calibration has short_window "
@@ -426,37 +476,48 @@ class SensorTask(_Task):
             names = list(meta["features"])
             task._build(Event(0.0, (), dict.fromkeys(names, 0.0), None, None, ""))
             assert task._store is not None
-            rows = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
-            task._store.load(list(meta["keys"]), rows)
+            task._store.load(list(meta["keys"]), part(cls._CALIBRATION))
             task._store.evictions = int(meta["evictions"])
         return task
 
     def forget_keys(self) -> None:
         """Drop every key's state, keeping the weights (a warm start)."""
-        for store in (self.detector._store, self._store):
+        for store in [det._store for det in self._detectors] + [self._store]:
             if store is not None:
                 for key in list(store):
                     store.remove(key)
                 store.evictions = 0
 
     def is_finite(self) -> bool:
-        det = self.detector
         arrays = [] if self._store is None else list(self._store.arrays.values())
-        if det._net is not None:
-            arrays += [det._net.theta, *det._store.arrays.values()]
+        for det in self._detectors:
+            if det._net is not None:
+                arrays += [det._net.theta, *det._store.arrays.values()]
         return _finite(arrays)
 
     def stats(self) -> dict[str, float]:
-        det = self.detector
+        """The key count is the task's (a key with one reading counts); updates, losses
+        and gradient norms are summed over the views' networks."""
         store = self._store
+        detectors = self._detectors
+        losses = [d.last_loss for d in detectors]
+        norms = [d.last_grad_norm for d in detectors]
         return {
             "keys": 0 if store is None else len(store),
             "evictions": 0 if store is None else store.evictions,
-            "version": det.n_updates,
-            "skipped": det.n_skipped_updates,
-            "loss": det.last_loss,
-            "grad_norm": det.last_grad_norm,
+            "version": sum(d.n_updates for d in detectors),
+            "skipped": sum(d.n_skipped_updates for d in detectors),
+            "loss": float(sum(losses)),
+            "grad_norm": float(sum(norms)),
         }
+
+
+def _standardized(V: np.ndarray, means: np.ndarray, stds: np.ndarray,
+                  valid: np.ndarray) -> np.ndarray:
+    """``(V - means) / stds`` on the valid rows, 0 elsewhere, always finite."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        Z = np.where(valid[:, None], (V - means) / stds, 0.0)
+    return np.nan_to_num(Z, nan=0.0, posinf=1e150, neginf=-1e150)
 
 
 def _expect_task(meta: Mapping[str, Any], task: str) -> None:

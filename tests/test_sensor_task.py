@@ -148,8 +148,9 @@ def test_a_collapsed_spread_cannot_flag_forever():
              in surprise_rows(1, 3).items()}
     factor = np.empty((n, 1))
     scores = np.empty(n)
-    calibrate_surprise(slots, np.zeros(n, bool), np.ones(n, bool), z, np.zeros(n),
-                       *(state[k] for k in SURPRISE_ARGS), 100, 1000, factor, scores)
+    calibrate_surprise(slots, np.zeros(n, bool), np.ones(n, bool), z, np.empty((n, 0)),
+                       np.zeros(n), *(state[k] for k in SURPRISE_ARGS), 100, 1000, factor,
+                       scores)
     raw_tail = np.array([math.erfc(abs(v) / math.sqrt(2)) for v in z[100:, 0]])
     assert (raw_tail < 1 - THRESHOLD).mean() > 0.4  # taken at face value: alarms galore
     assert (scores[100:] > THRESHOLD).mean() < 0.003
@@ -160,27 +161,35 @@ def test_a_collapsed_spread_cannot_flag_forever():
 
 
 def test_parameters_are_checked_by_name():
-    assert check_params("sensor", {"params": {"short_window": 1, "difference": False}}) == {
-        "short_window": 1, "difference": False}
+    assert check_params("sensor", {"params": {"short_window": 1, "views": "step"}}) == {
+        "short_window": 1, "views": "step"}
     for params, message in [
         ({"short_window": 0}, "short_window must be >= 1"),
         ({"calibration_memory": 0}, "calibration_memory must be >= 1"),
         ({"warmup": -1}, "warmup must be >= 0"),
         ({"stuck": "yes"}, "model.params.stuck: expected true or false"),
-        ({"difference": 1}, "model.params.difference: expected true or false"),
+        ({"views": "both"}, "views must be one of step\\+level, step, level; got 'both'"),
+        ({"views": 2}, "model.params.views: expected a string"),
     ]:
         with pytest.raises(ValueError, match=message):
             check_params("sensor", {"params": params})
 
 
-def test_readings_themselves_can_be_modelled():
+@pytest.mark.parametrize("views,networks,first_forecast", [
+    ("step+level", 2, 2), ("step", 1, 2), ("level", 1, 1)])
+def test_views_choose_the_networks(views, networks, first_forecast):
     events, _ = fleet(400, incidents=[("speed", "spike", 350, 350, 12.0)])
-    task = sensor_task(difference=False, short_window=1)
+    task = sensor_task(views=views)
     out = run(task, events)
     per_key = len(SENSORS)
-    # Without differencing a key's second reading already has a forecast.
-    assert out[per_key].prediction and not out[0].prediction
-    assert task.detector.n_keys == per_key
+    assert len(task._detectors) == networks
+    # The step view forecasts from a key's third reading on, the level view its second.
+    assert not out[per_key * first_forecast - 1].prediction
+    assert out[per_key * first_forecast].prediction
+    assert task.stats()["version"] == sum(d.n_updates for d in task._detectors) > 0
+    speed = np.array([o.score for o, e in zip(out, events, strict=True)
+                      if e.keys[0] == "speed"])
+    assert speed[350] > THRESHOLD or views == "level"
 
 
 def test_state_round_trip_resumes_exactly(tmp_path):
@@ -195,9 +204,11 @@ def test_state_round_trip_resumes_exactly(tmp_path):
     assert run(original, events[cut:]) == run(restored, events[cut:])
     assert original.stats() == restored.stats()
     assert math.isfinite(original.stats()["loss"])
-    # A checkpoint from a task with another short window cannot be resumed by this one.
+    # A checkpoint of other views or another short window cannot be resumed.
     with pytest.raises(ValueError, match="short_window 3, the configuration 5"):
         SensorTask.from_state(manifest["model"], loaded, {**NET, "short_window": 5}, 1000)
+    with pytest.raises(ValueError, match="views 'step\\+level', the configuration 'step'"):
+        SensorTask.from_state(manifest["model"], loaded, {**NET, "views": "step"}, 1000)
 
 
 # ----------------------------------------------------------------- kernels vs NumPy
@@ -225,45 +236,57 @@ def reference_readings(slots, X, memory):
     return diffs, has_prev, stuck
 
 
-def reference_scores(slots, valid, Z, stuck, W, warmup, memory):
+def reference_scores(slots, valid, Z, Z_level, stuck, W, warmup, memory):
     """:func:`calibrate_surprise` written plainly."""
-    state, scores, factors = {}, np.zeros(len(Z)), np.ones_like(Z)
+    D, D2 = Z.shape[1], Z_level.shape[1]
+    state, scores, factors = {}, np.zeros(len(Z)), np.ones((len(Z), D + D2))
+
+    def fresh_test():
+        return {"mean": 0.0, "var": 0.0, "rate": 0.0, "excess": 0.0}
+
+    def tail(test, x, alpha):
+        spread = max(math.sqrt(test["var"]), 1e-3)
+        tau = test["mean"] + spread
+        at_tau = math.log10(max(test["rate"], 1 / memory))
+        if x > tau:
+            decades = at_tau - (x - tau) / max(test["excess"], 1e-3) / math.log(10)
+        else:
+            decades = at_tau * max(0.0, (x - test["mean"]) / spread)
+        test["rate"] += alpha * ((x > tau) - test["rate"])
+        if x > tau:
+            test["excess"] += min(1, alpha / max(test["rate"], alpha)) * (
+                x - tau - test["excess"])
+        d = x - test["mean"]
+        test["mean"] += alpha * d
+        test["var"] = (1 - alpha) * (test["var"] + alpha * d * d)
+        return min(0.0, decades)
+
     for i, s in enumerate(slots):
         if not valid[i]:
             continue
-        st = state.setdefault(s, {"z2": np.zeros(Z.shape[1]), "buf": [], "n": 0,
-                                  "tests": [dict(mean=0.0, var=0.0, rate=0.0, excess=0.0)
-                                            for _ in range(2)]})
-        z2 = Z[i] ** 2
+        st = state.setdefault(s, {"z2": np.zeros(D + D2), "windows": ([], []), "n": 0,
+                                  "tests": [fresh_test() for _ in range(3)]})
+        z = np.concatenate([Z[i], Z_level[i]])
+        z2 = z ** 2
         if st["n"]:
             factors[i] = np.sqrt(np.maximum(st["z2"], 1e-6))
             z2 = z2 / np.maximum(st["z2"], 1e-6)
-        u = math.log1p(z2.max())
-        st["buf"] = (st["buf"] + [u])[-W:]
         st["n"] += 1
         n = st["n"]
         alpha = max(1 / n, 1 / memory)
-        evidence = min(0.0, stuck[i])
-        for test, x in zip(st["tests"][:2 if W > 1 else 1], [u, np.mean(st["buf"])],
-                           strict=False):
-            spread = max(math.sqrt(test["var"]), 1e-3)
-            tau = test["mean"] + spread
-            at_tau = math.log10(max(test["rate"], 1 / memory))
-            if x > tau:
-                decades = at_tau - (x - tau) / max(test["excess"], 1e-3) / math.log(10)
-            else:
-                decades = at_tau * max(0.0, (x - test["mean"]) / spread)
-            evidence = min(evidence, decades)
-            test["rate"] += alpha * ((x > tau) - test["rate"])
-            if x > tau:
-                test["excess"] += min(1, alpha / max(test["rate"], alpha)) * (
-                    x - tau - test["excess"])
-            d = x - test["mean"]
-            test["mean"] += alpha * d
-            test["var"] = (1 - alpha) * (test["var"] + alpha * d * d)
+        u = math.log1p(z2[:D].max())
+        evidence = min(0.0, stuck[i], tail(st["tests"][0], u, alpha))
+        if W > 1:
+            st["windows"][0].append(u)
+            evidence = min(evidence, tail(st["tests"][1], np.mean(st["windows"][0][-W:]),
+                                          alpha))
+        if D2:
+            st["windows"][1].append(math.log1p(z2[D:].max()))
+            evidence = min(evidence, tail(st["tests"][2], np.mean(st["windows"][1][-W:]),
+                                          alpha))
         if n > warmup:
             scores[i] = 1 - 10.0 ** evidence
-        raw = Z[i] ** 2
+        raw = z ** 2
         if n > 1:
             raw = np.minimum(raw, 16 * np.maximum(st["z2"], 1e-6))
         st["z2"] += alpha * (raw - st["z2"])
@@ -288,14 +311,19 @@ def test_surprise_kernels_match_plain_references():
 
     Z = rng.standard_t(4, (n, D))
     Z[rng.random(n) < 0.01] *= 8
-    state = {k: np.zeros((S, *shape), dtype) for k, (shape, dtype)
-             in surprise_rows(D, 3).items()}
-    factor, scores = np.empty((n, D)), np.empty(n)
-    calibrate_surprise(slots, np.zeros(n, bool), has_prev, Z, stuck,
-                       *(state[k] for k in SURPRISE_ARGS), 40, 200, factor, scores)
-    expected_scores, expected_factor = reference_scores(slots, has_prev, Z, stuck, 3, 40, 200)
-    npt.assert_allclose(scores, expected_scores, rtol=1e-9, atol=1e-12)
-    npt.assert_allclose(factor, expected_factor, rtol=1e-9)
+    for Z_level, W in ((np.empty((n, 0)), 3), (rng.standard_t(3, (n, D)), 4),
+                       (np.empty((n, 0)), 1)):
+        D2 = Z_level.shape[1]
+        state = {k: np.zeros((S, *shape), dtype) for k, (shape, dtype)
+                 in surprise_rows(D + D2, W).items()}
+        factor, scores = np.empty((n, D + D2)), np.empty(n)
+        calibrate_surprise(slots, np.zeros(n, bool), has_prev, Z, Z_level, stuck,
+                           *(state[k] for k in SURPRISE_ARGS), 40, 200, factor, scores)
+        expected_scores, expected_factor = reference_scores(slots, has_prev, Z, Z_level,
+                                                            stuck, W, 40, 200)
+        npt.assert_allclose(scores, expected_scores, rtol=1e-9, atol=1e-12)
+        npt.assert_allclose(factor, expected_factor, rtol=1e-9)
+        assert (scores > THRESHOLD).any() and (scores == 0).any()
 
 
 def test_a_slot_taken_by_a_new_key_starts_afresh():

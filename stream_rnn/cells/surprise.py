@@ -21,15 +21,17 @@ judged against its own history, strictly online, in two compiled passes over a b
     2. ``u = log(1 + max_k z_k^2)``: the largest recalibrated residual of the reading (the
        maximum, so one channel's incident is not diluted by quiet ones); ``a`` is its
        mean over the key's last ``short_window`` readings.
-    3. Two tests, ``u`` alone (a spike) and ``a`` (a burst of moderate surprises), each
-       against the key's own tail of it: above ``tau = mean + sd`` (long-run,
+    3. Up to three tests: ``u`` alone (a spike), ``a`` (a burst of moderate surprises)
+       and, when a second forecast of the readings themselves is given, that forecast's
+       ``a`` (a level that stays off). Each is judged against the key's own tail of it:
+       above ``tau = mean + sd`` (long-run,
        exponentially weighted) the tail is fitted as exponential (peaks over threshold:
        the long-run rate of exceeding ``tau`` and the mean excess), so
        ``P(X >= x) = rate * exp(-(x - tau) / excess)`` (below ``tau``, log-linear from 1
        at the mean to ``rate`` at ``tau``). On the log scale an exponential
        tail is a power-law tail of ``z``, which is what forecast errors have; for
        Gaussian residuals it errs on the side of fewer alarms.
-    4. The score is ``1 - p`` with ``p`` the smallest of the tail probabilities (the two
+    4. The score is ``1 - p`` with ``p`` the smallest of the tail probabilities (the
        surprise tests and the stuck evidence): a score above 0.999 is about a 1-in-1000
        event on every key, whatever its units, noise or forecast quality. A key's first
        ``warmup`` scored readings score 0 (they only feed the statistics).
@@ -72,21 +74,22 @@ def reading_rows(n_features: int) -> dict[str, tuple[tuple[int, ...], type]]:
             "repeat_rate": ((D,), np.float64)}
 
 
-def surprise_rows(n_features: int, short_window: int
+def surprise_rows(n_residuals: int, short_window: int
                   ) -> dict[str, tuple[tuple[int, ...], type]]:
-    """Shapes and dtypes of one key's :func:`calibrate_surprise` state.
+    """Shapes and dtypes of one key's :func:`calibrate_surprise` state, for
+    ``n_residuals`` residuals per event (``D + D2``).
 
-    ``8 * (n_features + short_window + 9)`` bytes per key.
+    ``8 * (n_residuals + 2 * short_window + 13)`` bytes per key.
 
     Examples
     --------
     >>> sorted(surprise_rows(1, 2))
     ['u_buf', 'u_count', 'u_excess', 'u_mean', 'u_rate', 'u_var', 'z2_mean']
     """
-    return {"z2_mean": ((n_features,), np.float64), "u_buf": ((short_window,), np.float64),
-            "u_count": ((), np.int64), "u_mean": ((2,), np.float64),
-            "u_var": ((2,), np.float64), "u_rate": ((2,), np.float64),
-            "u_excess": ((2,), np.float64)}
+    return {"z2_mean": ((n_residuals,), np.float64),
+            "u_buf": ((2, short_window), np.float64), "u_count": ((), np.int64),
+            "u_mean": ((3,), np.float64), "u_var": ((3,), np.float64),
+            "u_rate": ((3,), np.float64), "u_excess": ((3,), np.float64)}
 
 
 @jit
@@ -165,68 +168,103 @@ def _tail_fold(x, j, s, mean, var, rate, excess, alpha, memory):
 
 
 @jit
-def calibrate_surprise(slots, resets, valid, Z, stuck_decades, z2_mean, u_buf, u_count,
-                       u_mean, u_var, u_rate, u_excess, warmup, memory, factor, out):
-    """Calibrated scores of a batch of standardized residuals ``Z`` ``(N, D)``, in order.
+def _log_surprise(Z, i, z2_mean, s, offset, c, factor):
+    """``log(1 + max_k z_k^2)`` of row ``i`` of ``Z`` with each ``z_k^2`` divided by the
+    key's long-run mean of it (columns ``offset + k`` of ``z2_mean`` and ``factor``)."""
+    biggest = 0.0
+    for k in range(Z.shape[1]):
+        z2 = Z[i, k] * Z[i, k]
+        if c > 0:
+            m2 = max(z2_mean[s, offset + k], _MIN_Z2)
+            factor[i, offset + k] = math.sqrt(m2)
+            z2 = z2 / m2
+        else:
+            factor[i, offset + k] = 1.0
+        biggest = max(biggest, z2)
+    return math.log1p(biggest)
 
-    ``valid[i]`` False (no forecast for the event: a key's first reading) gives score 0,
-    factor 1 and changes nothing. ``stuck_decades[i]`` is the stuck evidence from
+
+@jit
+def _fold_z2(Z, i, z2_mean, s, offset, c, alpha):
+    for k in range(Z.shape[1]):
+        z2 = Z[i, k] * Z[i, k]
+        if c > 1:
+            z2 = min(z2, _Z2_CAP * max(z2_mean[s, offset + k], _MIN_Z2))
+        z2_mean[s, offset + k] += alpha * (z2 - z2_mean[s, offset + k])
+
+
+@jit
+def _window_mean(u_buf, s, v, c, u):
+    """Put ``u`` in view ``v``'s window of slot ``s`` (its ``c``-th value) and return the
+    window's mean."""
+    W = u_buf.shape[2]
+    u_buf[s, v, (c - 1) % W] = u
+    used = min(c, W)
+    total = 0.0
+    for j in range(used):
+        total += u_buf[s, v, j]
+    return total / used
+
+
+@jit
+def calibrate_surprise(slots, resets, valid, Z, Z_level, stuck_decades, z2_mean, u_buf,
+                       u_count, u_mean, u_var, u_rate, u_excess, warmup, memory, factor,
+                       out):
+    """Calibrated scores of a batch of standardized residuals, in arrival order.
+
+    ``Z`` ``(N, D)`` are the residuals of the main forecast (a key's step, or its reading);
+    ``Z_level`` ``(N, D2)`` those of a second forecast of the readings themselves
+    (``D2 = 0``: none). Tests: the main residuals of the reading alone, their mean over the
+    window (``u_buf.shape[2]`` readings; not with a window of 1) and, with a second
+    forecast, its residuals' mean over the window (a level that stays off). ``valid[i]``
+    False (no forecast for the event: a key's first reading) gives score 0, factor 1 and
+    changes nothing. ``stuck_decades[i]`` is the stuck evidence from
     :func:`track_readings`. The per-key rows (see :func:`surprise_rows`) are updated in
-    place; ``resets[i]`` zeroes the key's row first. ``factor[i, k]`` receives the
-    spread correction of feature ``k`` in force for event ``i`` (multiply the predicted
-    spread by it), ``out[i]`` the score in [0, 1]. See the module docstring.
+    place; ``resets[i]`` zeroes the key's row first. ``factor[i]`` ``(D + D2,)`` receives
+    the spread corrections in force for event ``i`` (multiply the predicted spreads by
+    them), ``out[i]`` the score in [0, 1]. See the module docstring.
     """
     D = Z.shape[1]
-    W = u_buf.shape[1]
+    W = u_buf.shape[2]
+    levels = Z_level.shape[1] > 0
     for i in range(slots.shape[0]):
         s = slots[i]
         if resets[i]:
-            for k in range(D):
+            for k in range(z2_mean.shape[1]):
                 z2_mean[s, k] = 0.0
-            for j in range(W):
-                u_buf[s, j] = 0.0
+            u_buf[s] = 0.0
             u_count[s] = 0
-            for j in range(2):
+            for j in range(u_mean.shape[1]):
                 u_mean[s, j] = 0.0
                 u_var[s, j] = 0.0
                 u_rate[s, j] = 0.0
                 u_excess[s, j] = 0.0
         out[i] = 0.0
         if not valid[i]:
-            for k in range(D):
+            for k in range(factor.shape[1]):
                 factor[i, k] = 1.0
             continue
         c = u_count[s]
-        biggest = 0.0
-        for k in range(D):
-            z2 = Z[i, k] * Z[i, k]
-            if c > 0:
-                m2 = max(z2_mean[s, k], _MIN_Z2)
-                factor[i, k] = math.sqrt(m2)
-                z2 = z2 / m2
-            else:
-                factor[i, k] = 1.0
-            biggest = max(biggest, z2)
-        u_buf[s, c % W] = math.log1p(biggest)
+        u = _log_surprise(Z, i, z2_mean, s, 0, c, factor)
         c += 1
-        used = min(c, W)
-        a = 0.0
-        for j in range(used):
-            a += u_buf[s, j]
-        a /= used
-        # Two tail tests: the reading alone (a spike) and the window's mean (a burst of
-        # moderate surprises); the stronger evidence counts.
-        decades = min(0.0, stuck_decades[i])
         alpha = max(1.0 / c, 1.0 / memory)
-        for j in range(2 if W > 1 else 1):
-            x = math.log1p(biggest) if j == 0 else a
-            x_decades = _tail_fold(x, j, s, u_mean, u_var, u_rate, u_excess, alpha, memory)
-            decades = min(decades, x_decades)
+        # The stronger evidence of the tests counts.
+        decades = min(0.0, stuck_decades[i])
+        decades = min(decades, _tail_fold(u, 0, s, u_mean, u_var, u_rate, u_excess, alpha,
+                                          memory))
+        if W > 1:
+            a = _window_mean(u_buf, s, 0, c, u)
+            decades = min(decades, _tail_fold(a, 1, s, u_mean, u_var, u_rate, u_excess,
+                                              alpha, memory))
+        if levels:
+            u_level = _log_surprise(Z_level, i, z2_mean, s, D, c - 1, factor)
+            a = _window_mean(u_buf, s, 1, c, u_level)
+            decades = min(decades, _tail_fold(a, 2, s, u_mean, u_var, u_rate, u_excess,
+                                              alpha, memory))
         if c > warmup:
-            out[i] = 0.0 - math.expm1(decades * _LN10)  # 0.0, never -0.0
-        for k in range(D):
-            z2 = Z[i, k] * Z[i, k]
-            if c > 1:
-                z2 = min(z2, _Z2_CAP * max(z2_mean[s, k], _MIN_Z2))
-            z2_mean[s, k] += alpha * (z2 - z2_mean[s, k])
+            out[i] = -math.expm1(decades * _LN10)
+        # Fold in after scoring: the event is judged against the past only.
+        _fold_z2(Z, i, z2_mean, s, 0, c, alpha)
+        if levels:
+            _fold_z2(Z_level, i, z2_mean, s, D, c, alpha)
         u_count[s] = c
