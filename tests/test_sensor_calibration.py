@@ -14,7 +14,9 @@ from stream_rnn.cells.calibrate import (
     calibrate_many,
     calibration_rows,
     calibration_settings,
+    cube_root_surprise,
     gaussian_tail_decades,
+    log_surprise,
 )
 from stream_rnn.models import SensorAnomalyDetector
 from stream_rnn.scoring import DEFAULT_THRESHOLD, SurpriseCalibrator
@@ -97,6 +99,21 @@ def test_kernel_matches_the_plain_reference(slow_memory, alarm_margin):
                           **args)
     np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
     assert (out > DEFAULT_THRESHOLD).sum() >= 5  # the comparison covered alarms
+
+
+def test_cube_root_surprise_is_the_largest_channel_and_nearly_gaussian_in_the_bulk():
+    rng = np.random.default_rng(4)
+    Z = rng.normal(size=(20_000, 3))
+    u = np.array([cube_root_surprise(row) for row in Z])
+    np.testing.assert_allclose(u, np.max(np.abs(Z) ** (2.0 / 3.0), axis=1), rtol=1e-12)
+    one = np.array([cube_root_surprise(row) for row in Z[:, :1]])
+    logs = np.array([log_surprise(row) for row in Z[:, :1]])
+
+    def skewness(v):
+        return float(np.mean((v - v.mean()) ** 3) / v.std() ** 3)
+
+    # The Gaussian yardstick fits the cube root far better than the log it replaced.
+    assert abs(skewness(one)) < 0.5 < 1.0 < skewness(logs)
 
 
 def test_alarm_margin_reports_creeping_evidence_once_and_a_far_stronger_incident():

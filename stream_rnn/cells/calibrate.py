@@ -4,8 +4,11 @@ A forecaster's raw surprise (how far a reading fell from its forecast) is not co
 between sensors: a noisy sensor that the model never quite learns is surprised all day,
 a clean one almost never. Each stream is therefore judged against its own past:
 
-1. ``u_t`` is the surprise of event ``t`` (e.g. ``log(1 + z^2)`` of its standardized
-   residual: the log keeps one wild reading from dominating the statistics).
+1. ``u_t`` is the surprise of event ``t``, e.g. ``(z^2)^(1/3)`` of its standardized
+   residual ``z`` (:func:`cube_root_surprise`): for Gaussian residuals that is the
+   Wilson-Hilferty transform of a chi-square, close to Gaussian itself, so the Gaussian
+   yardstick of step 3 fits the quiet bulk, and one wild reading still cannot dominate the
+   statistics the way ``z^2`` would.
 2. The short-term surprise ``a_t`` is the mean of the last ``short_window`` values of
    ``u``, so a run of moderately surprising readings can add up to an alarm.
 3. ``a_t`` is compared with the long-run distribution of ``a`` *before* ``t`` (an
@@ -63,6 +66,7 @@ __all__ = [
     "calibration_rows",
     "calibration_settings",
     "check_params",
+    "cube_root_surprise",
     "gaussian_tail_decades",
     "log_surprise",
 ]
@@ -94,6 +98,28 @@ def gaussian_tail_decades(z):
         return -math.log10(0.5 * math.erfc(z / math.sqrt(2.0)))
     # Mills' ratio: P(N >= z) ~ phi(z) / z (1 - 1/z^2), with relative error < 0.4% here.
     return (0.5 * z * z + _HALF_LN_2PI + math.log(z) - math.log(1.0 - 1.0 / (z * z))) / _LN10
+
+
+@jit
+def cube_root_surprise(z_row):
+    """``max_k (z_k^2)^(1/3)`` over one event's standardized residuals.
+
+    The Wilson-Hilferty transform: for a Gaussian residual ``z^2`` is chi-square with one
+    degree of freedom and its cube root is nearly Gaussian, which is what the tail
+    yardstick of :func:`calibrate_many` assumes. The maximum, not the mean, so an incident
+    on one channel of a many-channel sensor is not diluted by its quiet channels.
+
+    Examples
+    --------
+    >>> print(f"{cube_root_surprise(np.array([0.0, -8.0])):.3f}")
+    4.000
+    """
+    u = 0.0
+    for k in range(z_row.shape[0]):
+        v = (z_row[k] * z_row[k]) ** (1.0 / 3.0)
+        if v > u:
+            u = v
+    return u
 
 
 @jit

@@ -19,7 +19,7 @@ from stream_rnn.cells.calibrate import (
     calibration_rows,
     calibration_settings,
     check_params,
-    log_surprise,
+    cube_root_surprise,
 )
 from stream_rnn.cells.network import Network
 from stream_rnn.cells.scaling import _fold_in, gaussian_surprise, scale_row
@@ -108,7 +108,7 @@ def _prepare_sensor(slots, resets, X, T, mean, var, count, last, ring_t, ring_x,
 def _add_surprise(z, valid, u):
     for i in range(z.shape[0]):
         if valid[i]:
-            u[i] += log_surprise(z[i])
+            u[i] += cube_root_surprise(z[i])
 
 
 def _as_seconds(t: Any) -> float:
@@ -143,8 +143,9 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
     For every key (a sensor), recurrent networks read the key's previous reading (and,
     with ``season``, its reading one season earlier) and forecast the current one as a
     Gaussian per feature, as :class:`~stream_rnn.models.RNNAnomalyDetector` does. The
-    surprise of a reading is ``max_k log(1 + z_k^2)`` over its standardized residuals
-    ``z_k``, averaged over ``n_members`` networks with different seeds (a small ensemble
+    surprise of a reading is ``max_k (z_k^2)^(1/3)`` over its standardized residuals
+    ``z_k`` (nearly Gaussian for Gaussian residuals: the Wilson-Hilferty transform),
+    averaged over ``n_members`` networks with different seeds (a small ensemble
     steadies the surprise of a model that is still learning). The surprise becomes a score
     through :mod:`stream_rnn.cells.calibrate`: the mean surprise of the last
     ``short_window`` readings against the key's long-run distributions of it (over about
