@@ -165,26 +165,42 @@ def test_bad_transform_settings_are_refused(params):
 # --------------------------------------------------------------------------- command
 
 
-def test_command_writes_finite_maes_for_all_three_models(tmp_path, capsys):
+def test_command_writes_finite_maes_for_all_four_models(tmp_path, capsys):
     out = tmp_path / "forecast.json"
     status = main(["forecast-eval", "--datasets", "airline,waterflow", "--limit", "80",
-                   "--json", str(out)])
+                   "--seeds", "0,1", "--json", str(out)])
     assert status == 0
     payload = json.loads(out.read_text())
     rows = payload["results"]
     assert {(r["dataset"], r["model"]) for r in rows} == {
         (d, m) for d in ("airline", "waterflow")
-        for m in ("RNNForecaster", "SNARIMAX", "HoltWinters")
+        for m in ("RNNMixture", "RNNForecaster", "SNARIMAX", "HoltWinters")
     }
+    assert payload["seeds"] == [0, 1]
     for row in rows:
         assert math.isfinite(row["mae@1"]) and math.isfinite(row["mae@12"])
         assert row["mae@1"] == row["mae_by_horizon"][0]
         assert row["mae@12"] == row["mae_by_horizon"][11]
         assert row["seconds"] >= 0
+        if row["model"].startswith("RNN"):
+            # The row is the mean of its seeds' runs.
+            assert [run["seed"] for run in row["per_seed"]] == [0, 1]
+            mean = sum(run["mae@1"] for run in row["per_seed"]) / 2
+            assert row["mae@1"] == pytest.approx(mean, rel=1e-12)
+        else:
+            assert row["per_seed"] is None
         # 80 values, a one-season warm-up and 12 targets per step.
         assert row["n_steps"] == 80 - row["warmup"] - 12 + 1
     printed = capsys.readouterr().out
     assert "MAE@12" in printed and "protocol:" in printed
+    assert "below on" in printed and "seed 1:" in printed
+
+
+@pytest.mark.parametrize("seeds", ["0,x", "1,1", ","])
+def test_command_rejects_bad_seeds(seeds, capsys):
+    with pytest.raises(SystemExit):
+        main(["forecast-eval", "--seeds", seeds])
+    assert "seeds" in capsys.readouterr().err
 
 
 def test_command_rejects_an_unknown_dataset(capsys):

@@ -1,6 +1,8 @@
-"""``stream-rnn forecast-eval``: rolling MAE of RNNForecaster, SNARIMAX and HoltWinters.
+"""``stream-rnn forecast-eval``: rolling MAE of the RNN models, SNARIMAX and HoltWinters.
 
-Prints the one-step and 12-step MAE of ``RNNForecaster`` next to River's
+Prints the one-step and 12-step MAE of ``RNNMixture`` (``ForecastMixture`` of
+``RNNForecaster`` with direct linear forecasters and seasonal naive) and of
+``RNNForecaster`` alone next to River's
 ``time_series.SNARIMAX`` and ``time_series.HoltWinters``, all run in this command on River's
 bundled ``datasets.AirlinePassengers()`` (144 monthly values) and ``datasets.WaterFlow()``
 (1,268 hourly values); nothing is downloaded.
@@ -20,7 +22,21 @@ This is the loop of River's ``evaluate.iter_evaluate`` with ``metrics.MAE()`` an
 scores that way instead (with a 12-value warm-up it reproduces ``evaluate.evaluate`` on
 AirlinePassengers exactly).
 
-Configurations. The RNN has one configuration per dataset, fixed before the numbers below:
+Seeds. The RNN models run once per seed of ``--seeds`` (default 0, 1, 2); their rows are
+the mean over seeds, each seed's MAEs are printed below the table, and the verdicts say on
+how many seeds each beats both baselines. The baselines are deterministic and run once.
+
+Configurations. ``RNNMixture`` weighs four experts per horizon by
+``exp(-3 * recent MAE / best recent MAE)`` (exponential memory of 36 values; the same on
+both datasets): the ``RNNForecaster`` of its dataset (below), a fast and a slow
+``DirectLinearForecaster`` (one recursive-least-squares head per horizon correcting the
+seasonal-naive forecast; forgetting 0.98 / 0.995 on the monthly series, 0.99 / 0.999 on the
+hourly one), and ``SeasonalNaive`` (last year's value times last year's growth for the
+airline series, the last value for the flow). The expert settings follow each series'
+period and scale (logs for the multiplicative airline series, outage-robust heads and a
+level input for the flow) and were chosen on these series, as the baselines' grids were.
+
+The RNN has one configuration per dataset, fixed before the numbers below:
 
 * airline: ``log=True, season=12, seasonal_diff=1, seasonal_lags=1, level_input=True``
   (it learns last year's log growth and its changes, as the classic airline model does),
@@ -57,16 +73,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stream_rnn.evaluation.forecast import ForecastScore, evaluate_forecaster
+import numpy as np
+
+from stream_rnn.evaluation.forecast import evaluate_forecaster
 
 __all__ = ["add_parser", "run", "BENCHMARKS", "evaluate_dataset"]
 
 HORIZON = 12
+RNN_MODELS = ("RNNMixture", "RNNForecaster")
 PROTOCOL = (
     "rolling: at each t after the warm-up, forecast y_t..y_t+11 from y_0..y_t-1, score h=1 "
     "and h=12 against the values that arrive, then learn y_t; MAE over all evaluated steps"
@@ -84,6 +103,7 @@ class ModelSpec:
     name: str
     make: Callable[[int], Any]
     config: str
+    seeded: bool = True
 
 
 @dataclass(frozen=True)
@@ -110,6 +130,24 @@ def _rnn(**params: Any) -> Callable[[int], Any]:
         from stream_rnn.models import RNNForecaster
 
         return RNNForecaster(**params, seed=seed)
+
+    return make
+
+
+def _mixture(rnn: dict[str, Any], linear: tuple[dict[str, Any], ...],
+             naive: dict[str, Any], **params: Any) -> Callable[[int], Any]:
+    def make(seed: int) -> Any:
+        from stream_rnn.models import (
+            DirectLinearForecaster,
+            ForecastMixture,
+            RNNForecaster,
+            SeasonalNaive,
+        )
+
+        experts = [RNNForecaster(**rnn, seed=seed),
+                   *(DirectLinearForecaster(**heads, horizon=HORIZON) for heads in linear),
+                   SeasonalNaive(**naive)]
+        return ForecastMixture(experts, horizon=HORIZON, **params)
 
     return make
 
@@ -146,6 +184,21 @@ AIRLINE_HW = dict(alpha=0.3, beta=0.1, gamma=0.6, seasonality=12, multiplicative
 WATERFLOW_RNN = dict(cell="gru", hidden_size=16, window=16, lr=0.002, diff=1, level_input=True)
 WATERFLOW_SNARIMAX = dict(p=2, d=1, q=1)
 WATERFLOW_HW = dict(alpha=1.0, beta=0.001, gamma=0.002, seasonality=24)
+# The mixture: the RNN above, a fast and a slow direct linear forecaster, and seasonal
+# naive, weighted per horizon; the same mixture settings on both datasets.
+MIXTURE = dict(memory=36, sharpness=3.0)
+AIRLINE_LINEAR = (dict(season=12, log=True, lags=1, forgetting=0.98, ridge=1.0, robust=0.0),
+                  dict(season=12, log=True, lags=3, forgetting=0.995, ridge=10.0, robust=0.0))
+AIRLINE_NAIVE = dict(season=12, log=True, drift=True)
+WATERFLOW_LINEAR = (dict(lags=4, forgetting=0.99, level_memory=24, robust=2.0),
+                    dict(lags=2, forgetting=0.999, level_memory=24, robust=2.0))
+WATERFLOW_NAIVE = dict(season=0)
+
+
+def _mixture_config(linear: tuple[dict[str, Any], ...], naive: dict[str, Any]) -> str:
+    heads = "; ".join(f"DirectLinear({_config(**params)})" for params in linear)
+    return (f"{_config(**MIXTURE)}; RNNForecaster as in the next row; {heads}; "
+            f"SeasonalNaive({_config(**naive)})")
 
 BENCHMARKS: dict[str, Benchmark] = {
     "airline": Benchmark(
@@ -153,10 +206,13 @@ BENCHMARKS: dict[str, Benchmark] = {
         load=_series("AirlinePassengers"),
         warmup=12,
         models=(
+            ModelSpec("RNNMixture", _mixture(AIRLINE_RNN, AIRLINE_LINEAR, AIRLINE_NAIVE, **MIXTURE),
+                      _mixture_config(AIRLINE_LINEAR, AIRLINE_NAIVE)),
             ModelSpec("RNNForecaster", _rnn(**AIRLINE_RNN), _config(**AIRLINE_RNN)),
             ModelSpec("SNARIMAX", _snarimax(0.003, **AIRLINE_SNARIMAX),
-                      _config(**AIRLINE_SNARIMAX, sgd_lr=0.003)),
-            ModelSpec("HoltWinters", _holt_winters(**AIRLINE_HW), _config(**AIRLINE_HW)),
+                      _config(**AIRLINE_SNARIMAX, sgd_lr=0.003), seeded=False),
+            ModelSpec("HoltWinters", _holt_winters(**AIRLINE_HW), _config(**AIRLINE_HW),
+                      seeded=False),
         ),
     ),
     "waterflow": Benchmark(
@@ -164,10 +220,14 @@ BENCHMARKS: dict[str, Benchmark] = {
         load=_series("WaterFlow"),
         warmup=24,
         models=(
+            ModelSpec("RNNMixture",
+                      _mixture(WATERFLOW_RNN, WATERFLOW_LINEAR, WATERFLOW_NAIVE, **MIXTURE),
+                      _mixture_config(WATERFLOW_LINEAR, WATERFLOW_NAIVE)),
             ModelSpec("RNNForecaster", _rnn(**WATERFLOW_RNN), _config(**WATERFLOW_RNN)),
             ModelSpec("SNARIMAX", _snarimax(1e-4, **WATERFLOW_SNARIMAX),
-                      _config(**WATERFLOW_SNARIMAX, sgd_lr=1e-4)),
-            ModelSpec("HoltWinters", _holt_winters(**WATERFLOW_HW), _config(**WATERFLOW_HW)),
+                      _config(**WATERFLOW_SNARIMAX, sgd_lr=1e-4), seeded=False),
+            ModelSpec("HoltWinters", _holt_winters(**WATERFLOW_HW), _config(**WATERFLOW_HW),
+                      seeded=False),
         ),
     ),
 }
@@ -178,38 +238,55 @@ def evaluate_dataset(
     seed: int = 0,
     limit: int | None = None,
     river_alignment: bool = False,
+    seeds: Sequence[int] | None = None,
 ) -> list[dict[str, Any]]:
     """Evaluate every model of ``benchmark``; one result row (a plain dict) per model.
 
-    ``limit`` keeps the first values of the series only (for quick runs).
+    ``limit`` keeps the first values of the series only (for quick runs). Models that
+    depend on a seed run once per seed of ``seeds`` (default: ``seed`` alone); their row
+    gives the mean over seeds and ``per_seed`` the runs. Seedless baselines run once.
 
     Examples
     --------
-    >>> rows = evaluate_dataset(BENCHMARKS["airline"], limit=40)
-    >>> [(row["model"], row["n_steps"]) for row in rows]
-    [('RNNForecaster', 17), ('SNARIMAX', 17), ('HoltWinters', 17)]
+    >>> rows = evaluate_dataset(BENCHMARKS["airline"], limit=40, seeds=[0, 1])
+    >>> for row in rows:
+    ...     print(row["model"], row["n_steps"], row["seeds"])
+    RNNMixture 17 [0, 1]
+    RNNForecaster 17 [0, 1]
+    SNARIMAX 17 None
+    HoltWinters 17 None
     """
     ys = benchmark.load()
     if limit is not None:
         ys = ys[:limit]
+    seed_list = [seed] if seeds is None else [int(s) for s in seeds]
+    if not seed_list:
+        raise ValueError("seeds must name at least one seed")
     rows = []
     for spec in benchmark.models:
-        # A throwaway run compiles what the model needs, so seconds measure learning only.
-        _warm_up(spec.make(seed), ys[: benchmark.warmup + 1])
-        score: ForecastScore = evaluate_forecaster(
-            spec.make(seed), ys, horizon=HORIZON, warmup=benchmark.warmup,
-            river_alignment=river_alignment,
-        )
+        runs = []
+        for run_seed in seed_list if spec.seeded else [seed_list[0]]:
+            # A throwaway run compiles what the model needs, so seconds measure learning.
+            _warm_up(spec.make(run_seed), ys[: benchmark.warmup + 1])
+            runs.append(evaluate_forecaster(
+                spec.make(run_seed), ys, horizon=HORIZON, warmup=benchmark.warmup,
+                river_alignment=river_alignment,
+            ))
+        mae = [float(v) for v in np.mean([score.mae for score in runs], axis=0)]
         rows.append({
             "dataset": benchmark.name,
             "model": spec.name,
-            "mae@1": score.at(1),
-            "mae@12": score.at(HORIZON),
-            "seconds": score.seconds,
+            "mae@1": mae[0],
+            "mae@12": mae[HORIZON - 1],
+            "seconds": float(np.mean([score.seconds for score in runs])),
             "n_values": len(ys),
-            "n_steps": score.n_steps,
+            "n_steps": runs[0].n_steps,
             "warmup": benchmark.warmup,
-            "mae_by_horizon": list(score.mae),
+            "mae_by_horizon": mae,
+            "seeds": seed_list if spec.seeded else None,
+            "per_seed": [{"seed": run_seed, "mae@1": score.at(1), "mae@12": score.at(HORIZON)}
+                         for run_seed, score in zip(seed_list, runs, strict=False)]
+            if spec.seeded else None,
             "config": spec.config,
         })
     return rows
@@ -225,7 +302,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     """Register ``forecast-eval`` on the ``stream-rnn`` subcommand parsers."""
     parser = subparsers.add_parser(
         "forecast-eval",
-        help="rolling 1- and 12-step MAE of RNNForecaster vs River's SNARIMAX and HoltWinters",
+        help="rolling 1- and 12-step MAE of the RNN models vs River's SNARIMAX and HoltWinters",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -233,7 +310,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help=f"comma-separated, from {', '.join(BENCHMARKS)} (default: all)")
     parser.add_argument("--json", metavar="FILE", type=Path, default=None,
                         help="also write the results as JSON to FILE")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the RNN (default 0)")
+    parser.add_argument("--seeds", type=_seed_list, default=[0, 1, 2], metavar="S,S,...",
+                        help="seeds of the RNN models; their rows give the mean over these "
+                             "seeds and the per-seed MAEs (default 0,1,2)")
+    parser.add_argument("--seed", type=_seed_list, dest="seeds", metavar="S",
+                        help="a single seed (the same as --seeds S)")
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="use only the first N values of each series (quick runs)")
     parser.add_argument("--river-alignment", action="store_true",
@@ -241,6 +322,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                              "(see the description)")
     parser.set_defaults(func=run)
     return parser
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be integers, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"seeds must be distinct integers, got {text!r}")
+    return seeds
 
 
 def _dataset_list(text: str) -> list[str]:
@@ -263,46 +354,63 @@ def _format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def _verdicts(rows: list[dict[str, Any]]) -> list[str]:
-    """Whether the RNN's MAE is below both baselines', per dataset and horizon."""
+    """Whether each RNN model's mean MAE is below both baselines', per dataset and horizon,
+    and on how many seeds."""
     out = []
     for dataset in dict.fromkeys(row["dataset"] for row in rows):
-        mine = [r for r in rows if r["dataset"] == dataset and r["model"] == "RNNForecaster"]
-        others = [r for r in rows if r["dataset"] == dataset and r["model"] != "RNNForecaster"]
-        if not mine or not others:
+        ours = [r for r in rows if r["dataset"] == dataset and r["model"] in RNN_MODELS]
+        others = [r for r in rows if r["dataset"] == dataset and r["model"] not in RNN_MODELS]
+        if not others:
             continue
-        parts = []
-        for key in ("mae@1", "mae@12"):
-            best = min(others, key=lambda r: r[key])
-            below = mine[0][key] < best[key]
-            parts.append(f"{key.upper()} {'yes' if below else 'no'} "
-                         f"({mine[0][key]:.3f} vs {best['model']} {best[key]:.3f})")
-        out.append(f"{dataset}: RNNForecaster below both baselines? " + "; ".join(parts))
+        for mine in ours:
+            parts = []
+            for key in ("mae@1", "mae@12"):
+                best = min(others, key=lambda r: r[key])
+                below = mine[key] < best[key]
+                seeds = mine["per_seed"] or []
+                wins = sum(run[key] < best[key] for run in seeds)
+                parts.append(f"{key.upper()} {'yes' if below else 'no'} "
+                             f"({mine[key]:.3f} vs {best['model']} {best[key]:.3f}; "
+                             f"below on {wins}/{len(seeds)} seeds)")
+            out.append(f"{dataset}: {mine['model']} below both baselines? " + "; ".join(parts))
     return out
+
+
+def _per_seed_lines(rows: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for row in rows:
+        if row["per_seed"]:
+            runs = "  ".join(f"seed {run['seed']}: {run['mae@1']:.3f} / {run['mae@12']:.3f}"
+                             for run in row["per_seed"])
+            lines.append(f"  {row['dataset']:<10} {row['model']:<14} {runs}")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table, and write the JSON if asked; returns the exit status."""
     out = sys.stdout
     protocol = RIVER_PROTOCOL if args.river_alignment else PROTOCOL
-    out.write(f"stream-rnn forecast-eval, horizon {HORIZON}, RNN seed {args.seed}\n"
+    seeds = ",".join(str(seed) for seed in args.seeds)
+    out.write(f"stream-rnn forecast-eval, horizon {HORIZON}, RNN seeds {seeds} (mean)\n"
               f"protocol: {protocol}\n")
     out.flush()
     rows: list[dict[str, Any]] = []
     for name in args.datasets:
         benchmark = BENCHMARKS[name]
-        rows.extend(evaluate_dataset(benchmark, seed=args.seed, limit=args.limit,
-                                     river_alignment=args.river_alignment))
+        rows.extend(evaluate_dataset(benchmark, limit=args.limit,
+                                     river_alignment=args.river_alignment, seeds=args.seeds))
         out.write(f"{name}: warm-up {benchmark.warmup} values\n")
     out.write("\n" + _format_table(rows) + "\n\n")
     for row in rows:
         out.write(f"  {row['dataset']:<10} {row['model']:<14} {row['config']}\n")
+    out.write("\nMAE@1 / MAE@12 per seed:\n" + "\n".join(_per_seed_lines(rows)) + "\n")
     out.write("\n" + "\n".join(_verdicts(rows)) + "\n")
     if args.json is not None:
         payload = {
             "horizon": HORIZON,
             "protocol": protocol,
             "river_alignment": bool(args.river_alignment),
-            "seed": args.seed,
+            "seeds": list(args.seeds),
             "limit": args.limit,
             "results": rows,
         }

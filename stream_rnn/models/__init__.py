@@ -11,14 +11,19 @@ from stream_rnn.models.anomaly import RNNAnomalyDetector
 from stream_rnn.models.classifier import RNNClassifier
 from stream_rnn.models.forecaster import RNNForecaster
 from stream_rnn.models.fraud import FraudDetector
+from stream_rnn.models.mixture import ForecastMixture
 from stream_rnn.models.regressor import RNNRegressor
+from stream_rnn.models.seasonal import DirectLinearForecaster, SeasonalNaive
 from stream_rnn.models.sensor import SensorAnomalyDetector
 
 __all__ = [
+    "DirectLinearForecaster",
+    "ForecastMixture",
     "FraudDetector",
     "RNNAnomalyDetector",
     "RNNClassifier",
     "RNNForecaster",
     "RNNRegressor",
+    "SeasonalNaive",
     "SensorAnomalyDetector",
 ]
