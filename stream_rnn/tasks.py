@@ -418,7 +418,10 @@ class SensorTask(_Task):
         if not forecast or not self.step:
             return {str(name): mean for name, (mean, _) in forecast.items()}
         assert self._store is not None and self._features is not None
-        last = self._store.arrays["last"][self._store.get(key)]
+        slot = self._store.get(key)
+        if slot < 0:
+            return {}  # the key's last reading was evicted: no level to step from
+        last = self._store.arrays["last"][slot]
         return {str(name): float(last[self._features[name]]) + mean
                 for name, (mean, _) in forecast.items()}
 

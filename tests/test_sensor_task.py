@@ -336,3 +336,18 @@ def test_a_slot_taken_by_a_new_key_starts_afresh():
     track_readings(np.zeros(20, np.int64), resets, X, rows["last"], rows["seen"],
                    rows["run"], rows["repeat_rate"], 100, *out)
     assert not out[1][10] and out[1][11] and rows["seen"][0] == 10
+
+
+def test_live_forecast_is_the_next_prediction_and_empty_once_evicted():
+    events, _ = fleet(60)
+    by_key = {name: [e for e in events if e.keys[0] == name] for name in SENSORS}
+    task = make_task("sensor", NET, max_keys=3)
+    history = [e for pair in zip(by_key["pressure"][:50], by_key["speed"][:50], strict=True)
+               for e in pair]
+    # Two newcomers fill the third slot in turn: the second evicts pressure, the least
+    # recently seen.
+    run(task, history + [by_key["temperature"][0], by_key["vibration"][0]])
+    assert task.forecast("pressure") == {} and task.stats()["evictions"] == 1
+    live = task.forecast("speed")
+    assert set(live) == {"value"}
+    assert task.process([by_key["speed"][50]])[0].prediction == pytest.approx(live, rel=1e-12)

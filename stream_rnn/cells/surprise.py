@@ -24,13 +24,12 @@ judged against its own history, strictly online, in two compiled passes over a b
     3. Up to three tests: ``u`` alone (a spike), ``a`` (a burst of moderate surprises)
        and, when a second forecast of the readings themselves is given, that forecast's
        ``a`` (a level that stays off). Each is judged against the key's own tail of it:
-       above ``tau = mean + sd`` (long-run,
-       exponentially weighted) the tail is fitted as exponential (peaks over threshold:
-       the long-run rate of exceeding ``tau`` and the mean excess), so
-       ``P(X >= x) = rate * exp(-(x - tau) / excess)`` (below ``tau``, log-linear from 1
-       at the mean to ``rate`` at ``tau``). On the log scale an exponential
-       tail is a power-law tail of ``z``, which is what forecast errors have; for
-       Gaussian residuals it errs on the side of fewer alarms.
+       above ``tau = mean + sd`` (long-run, exponentially weighted) the tail is fitted as
+       exponential (peaks over threshold: the long-run rate of exceeding ``tau`` and the
+       mean excess), so ``P(X >= x) = rate * exp(-(x - tau) / excess)``; below ``tau``
+       the evidence is log-linear from none at the mean to ``rate`` at ``tau``. On the
+       log scale an exponential tail is a power-law tail of ``z``, which is what forecast
+       errors have; for Gaussian residuals it errs on the side of fewer alarms.
     4. The score is ``1 - p`` with ``p`` the smallest of the tail probabilities (the
        surprise tests and the stuck evidence): a score above 0.999 is about a 1-in-1000
        event on every key, whatever its units, noise or forecast quality. A key's first
