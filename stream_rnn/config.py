@@ -66,6 +66,17 @@ class KafkaConfig:
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: str | None = None
+    #: Client library: "kafka-python" (pure Python) or "librdkafka" (confluent-kafka).
+    client: str = "kafka-python"
+
+    def __post_init__(self) -> None:
+        if self.client not in KAFKA_CLIENTS:
+            raise ConfigError(f"kafka.client: unknown client {self.client!r}; "
+                              f"known: {', '.join(KAFKA_CLIENTS)}")
+
+
+#: Values of ``[kafka] client``.
+KAFKA_CLIENTS = ("kafka-python", "librdkafka")
 
 
 @dataclass(frozen=True)

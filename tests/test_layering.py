@@ -25,7 +25,7 @@ ALLOWED = {
     "models": ({"numpy", "river"}, {"cells", "state", "models"}),
     "evaluation": ({"numpy"}, {"evaluation"}),
     "synth": ({"numpy"}, {"synth"}),
-    "io": ({"kafka"}, {"io"}),
+    "io": ({"kafka", "confluent_kafka"}, {"io"}),
     "scoring": ({"numpy", "river"}, {"scoring", "cells", "models"}),
 }
 

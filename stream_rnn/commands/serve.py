@@ -33,6 +33,7 @@ FLAGS = {
                "[model.params] in --config, or STREAM_RNN_MODEL__PARAMS__<NAME>)"),
     "--key-field": ("events.key_fields", "entity key field (repeat for several)"),
     "--threshold": ("scoring.threshold", "flag events whose score exceeds this"),
+    "--kafka-client": ("kafka.client", "Kafka client library: kafka-python | librdkafka"),
 }
 
 
@@ -86,7 +87,7 @@ def serve(config, stop: threading.Event | None = None) -> int:
     from prometheus_client import CollectorRegistry
 
     from stream_rnn.daemon import Runner
-    from stream_rnn.io.kafka import KafkaSink, KafkaSource
+    from stream_rnn.io import kafka_classes
     from stream_rnn.metrics import Metrics, serve_metrics
 
     registry = CollectorRegistry()
@@ -105,9 +106,20 @@ def serve(config, stop: threading.Event | None = None) -> int:
     # A revoking instance gets this long to checkpoint and commit; kept well inside the
     # poll interval so the group never evicts it for being slow.
     rebalance_timeout = min(30.0, k.max_poll_interval_ms / 2000.0)
-    source = KafkaSource.from_config(k, consumer_options=consumer_options,
-                                     rebalance_timeout_s=rebalance_timeout)
-    sink = KafkaSink.from_config(config.kafka)
+    source_cls, sink_cls = kafka_classes(k.client)
+    source = sink = None
+    try:
+        source = source_cls.from_config(k, consumer_options=consumer_options,
+                                        rebalance_timeout_s=rebalance_timeout)
+        sink = sink_cls.from_config(config.kafka)
+    except ValueError as exc:
+        # Settings the client refuses (librdkafka checks them, and TLS files, at start).
+        if source is not None:
+            source.close()
+        server.shutdown()
+        print(f"stream-rnn serve: {exc}", file=sys.stderr)
+        return 2
+    log.info("Kafka client: %s", k.client)
     runner = Runner(config, source, sink, metrics)
     stop = stop or threading.Event()
 

@@ -1,0 +1,1218 @@
+"""Kafka adapter over librdkafka (the ``confluent-kafka`` package): the daemon's compiled
+client stack, with the same semantics as :mod:`stream_rnn.io.kafka`.
+
+:class:`ConfluentSource` and :class:`ConfluentSink` are drop-in replacements for
+:class:`~stream_rnn.io.kafka.KafkaSource` and :class:`~stream_rnn.io.kafka.KafkaSink`:
+offsets are committed only when the runner says so, rebalance steps reach the runner as
+:class:`~stream_rnn.io.kafka.KafkaRebalance` requests, writes are idempotent and wait for
+every in-sync replica, and a write that is not acknowledged is reported by ``flush()`` as a
+:class:`~stream_rnn.io.kafka.DeliveryError`. librdkafka reads every compression codec
+(gzip, snappy, lz4, zstd) natively.
+
+Threads
+-------
+librdkafka serves rebalance callbacks inside ``Consumer.consume()``, on the calling thread,
+and releases revoked partitions as soon as the callback returns. The runner must flush,
+checkpoint and commit *before* that, which it cannot do from inside a call it made. And a
+consumer must not be used from a second thread while ``consume()`` runs (``pause()`` from
+another thread deadlocks). So one *owner* thread, started by the source, makes every call
+on the consumer:
+
+* :meth:`ConfluentSource.poll` hands the owner one ``consume()`` at a time (records are not
+  read ahead by this class; librdkafka prefetches on its own threads) and waits for it;
+* a rebalance callback queues a :class:`~stream_rnn.io.kafka.KafkaRebalance` and waits for
+  the runner's ``done()`` (heartbeats go on: librdkafka sends them from its own threads),
+  up to ``rebalance_timeout_s``; :meth:`~ConfluentSource.poll` returns at once meanwhile;
+* every other call the runner makes (:meth:`~ConfluentSource.commit`, ``seek``, ``pause``,
+  ``resume``, ...) is run by the owner: between two ``consume()`` calls, or while a
+  callback waits for the runner (a revoke's final commit happens exactly there, before the
+  partitions are released).
+
+``assigned``
+    The callback waits for the runner before assigning, then assigns each partition at the
+    offset the runner sought (its checkpoint), or at the group's committed offset (earliest
+    when none): nothing is fetched before the runner has restored its state.
+``revoked``
+    The partitions are ours until the callback returns: the runner checkpoints and commits
+    them. If that takes longer than ``rebalance_timeout_s`` the request is marked
+    ``expired`` and later commits of those partitions are refused with
+    :class:`~stream_rnn.io.base.CommitError`.
+``lost``
+    The group evicted this member; the runner drops the partitions and commits nothing.
+
+Connectivity
+------------
+librdkafka connects in the background and reconnects with exponential backoff (up to
+``reconnect_backoff_max_s``); neither class fails while the broker is down. Outages are
+logged once when they start (with librdkafka's reason) and once when they end; ``ready()``
+follows the broker connection state that librdkafka reports every second.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_INVALID,
+    OFFSET_STORED,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+
+from stream_rnn.io.base import CommitError, Partition, RebalanceRequest, Record, Sink, Source
+from stream_rnn.io.kafka import (
+    COMPRESSION_TYPES,
+    DeliveryError,
+    FailedSend,
+    KafkaRebalance,
+    client_options,
+)
+
+__all__ = [
+    "CONSUMER_OPTION_NAMES",
+    "PRODUCER_OPTION_NAMES",
+    "ConfluentSink",
+    "ConfluentSource",
+    "librdkafka_security",
+]
+
+log = logging.getLogger(__name__)
+# librdkafka's own log lines (its connection errors also come through error_cb).
+_rdkafka_log = logging.getLogger("stream_rnn.io.librdkafka")
+
+#: kafka-python consumer option names (as ``stream-rnn serve`` and the kafka-python stack
+#: use them) -> librdkafka names. ``max_poll_records`` is taken per :meth:`poll` call.
+CONSUMER_OPTION_NAMES: dict[str, str | None] = {
+    "session_timeout_ms": "session.timeout.ms",
+    "heartbeat_interval_ms": "heartbeat.interval.ms",
+    "max_poll_interval_ms": "max.poll.interval.ms",
+    "request_timeout_ms": "socket.timeout.ms",
+    "fetch_max_wait_ms": "fetch.wait.max.ms",
+    "fetch_min_bytes": "fetch.min.bytes",
+    "fetch_max_bytes": "fetch.max.bytes",
+    "max_partition_fetch_bytes": "max.partition.fetch.bytes",
+    "auto_offset_reset": "auto.offset.reset",
+    "reconnect_backoff_ms": "reconnect.backoff.ms",
+    "reconnect_backoff_max_ms": "reconnect.backoff.max.ms",
+    "max_poll_records": None,
+}
+
+#: kafka-python producer option names -> librdkafka names.
+PRODUCER_OPTION_NAMES: dict[str, str] = {
+    "linger_ms": "linger.ms",
+    "batch_size": "batch.size",
+    "max_request_size": "message.max.bytes",
+    "request_timeout_ms": "request.timeout.ms",
+    "reconnect_backoff_ms": "reconnect.backoff.ms",
+    "reconnect_backoff_max_ms": "reconnect.backoff.max.ms",
+    "max_in_flight_requests_per_connection": "max.in.flight.requests.per.connection",
+}
+
+# client_options() names -> librdkafka names.
+_SECURITY_NAMES = {
+    "security_protocol": "security.protocol",
+    "ssl_cafile": "ssl.ca.location",
+    "ssl_certfile": "ssl.certificate.location",
+    "ssl_keyfile": "ssl.key.location",
+    "ssl_password": "ssl.key.password",
+    "sasl_mechanism": "sasl.mechanism",
+    "sasl_plain_username": "sasl.username",
+    "sasl_plain_password": "sasl.password",
+}
+
+_STATS_INTERVAL_MS = 1000
+_CALLBACK_TICK_S = 0.5  # a waiting rebalance callback re-checks its deadline this often
+_SEEK_RETRY_S = 2.0  # a partition just assigned may refuse a seek until its fetcher starts
+_LOG_REPEAT_S = 30.0  # an outage is logged again this often while it lasts
+
+
+def librdkafka_security(config: Mapping[str, Any] | Any) -> dict[str, Any]:
+    """TLS/SASL settings of the daemon's ``[kafka]`` section as librdkafka settings.
+
+    Takes what :func:`~stream_rnn.io.kafka.client_options` takes (and checks the protocol
+    and SASL mechanism the same way).
+
+    Examples
+    --------
+    >>> librdkafka_security({"security_protocol": "SASL_SSL", "ssl_cafile": "/ca.pem",
+    ...                      "ssl_check_hostname": False, "sasl_mechanism": "PLAIN",
+    ...                      "sasl_username": "svc", "sasl_password": "pw"})
+    {'security.protocol': 'SASL_SSL', 'ssl.ca.location': '/ca.pem',
+     'ssl.endpoint.identification.algorithm': 'none', 'sasl.mechanism': 'PLAIN',
+     'sasl.username': 'svc', 'sasl.password': 'pw'}
+    >>> librdkafka_security({"sasl_mechanism": "NTLM"})
+    Traceback (most recent call last):
+    ...
+    ValueError: sasl_mechanism must be one of ('PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512', 'OAUTHBEARER', 'GSSAPI'), got 'NTLM'
+    """  # noqa: E501
+    out: dict[str, Any] = {}
+    for name, value in client_options(config).items():
+        if name == "ssl_check_hostname":
+            out["ssl.endpoint.identification.algorithm"] = "https" if value else "none"
+        else:
+            out[_SECURITY_NAMES[name]] = value
+    return out
+
+
+def _translate(options: Mapping[str, Any], names: Mapping[str, str | None], what: str
+               ) -> dict[str, Any]:
+    # kafka-python names are translated; dotted names are librdkafka's own, passed through.
+    out: dict[str, Any] = {}
+    for name, value in options.items():
+        if "." in name:
+            out[name] = value
+        elif name in names:
+            target = names[name]
+            if target is not None:
+                out[target] = value
+        else:
+            raise ValueError(f"{what} option {name!r} has no librdkafka equivalent; known: "
+                             f"{', '.join(sorted(names))} (or a librdkafka name such as "
+                             f"'fetch.wait.max.ms')")
+    return out
+
+
+def _client(factory: Callable[[dict[str, Any]], Any], conf: dict[str, Any], what: str) -> Any:
+    # librdkafka names a missing TLS file only in its own log; say which setting it is.
+    for name, setting in (("ssl_cafile", "ssl.ca.location"),
+                          ("ssl_certfile", "ssl.certificate.location"),
+                          ("ssl_keyfile", "ssl.key.location")):
+        path = conf.get(setting)
+        if path is not None and not os.path.isfile(path):
+            raise ValueError(f"{name}: no such file: {path}")
+    try:
+        return factory(conf)
+    except KafkaException as exc:
+        raise ValueError(f"librdkafka refuses the {what} settings: {exc.args[0].str()}"
+                         ) from None
+
+
+class _Health:
+    """Broker connectivity as librdkafka reports it (error and statistics callbacks)."""
+
+    def __init__(self, role: str, bootstrap: Any, backoff_max_s: float) -> None:
+        self.role = role
+        self.bootstrap = bootstrap
+        self.backoff_max_s = backoff_max_s
+        self.up = False
+        self.fatal: KafkaError | None = None
+        self._down_since: float | None = None
+        self._last_logged = 0.0
+
+    def on_error(self, error: KafkaError) -> None:
+        code = error.code()
+        if error.fatal():
+            self.fatal = error
+            log.error("Kafka %s: fatal error: %s", self.role, error.str())
+            return
+        if code in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT,
+                    KafkaError._RESOLVE, KafkaError._SSL, KafkaError._AUTHENTICATION):
+            if code == KafkaError._ALL_BROKERS_DOWN:
+                self.up = False
+            self._log_down(error.str())
+            return
+        log.warning("Kafka %s: %s", self.role, error.str())
+
+    def _log_down(self, reason: str) -> None:
+        now = time.monotonic()
+        if self._down_since is None:
+            self._down_since = self._last_logged = now
+            log.warning("Kafka %s cannot reach %s (%s); retrying with backoff up to %.0f s",
+                        self.role, self.bootstrap, reason, self.backoff_max_s)
+        elif now - self._last_logged > _LOG_REPEAT_S:
+            self._last_logged = now
+            log.warning("Kafka %s still cannot reach %s after %.0f s (%s)", self.role,
+                        self.bootstrap, now - self._down_since, reason)
+
+    def on_stats(self, text: str) -> None:
+        try:
+            brokers = json.loads(text).get("brokers", {})
+        except ValueError:
+            return
+        self.set_up(any(b.get("state") == "UP" for b in brokers.values()))
+
+    def set_up(self, up: bool) -> None:
+        if up and self._down_since is not None:
+            log.info("Kafka %s connected to %s after %.1f s", self.role, self.bootstrap,
+                     time.monotonic() - self._down_since)
+            self._down_since = None
+        elif up and not self.up:
+            log.info("Kafka %s connected to %s", self.role, self.bootstrap)
+        self.up = up
+
+
+def _common_conf(bootstrap_servers: str | Sequence[str], client_id: str, health: _Health,
+                 connect_timeout_s: float, reconnect_backoff_max_s: float,
+                 security: Mapping[str, Any] | None) -> dict[str, Any]:
+    servers = (bootstrap_servers if isinstance(bootstrap_servers, str)
+               else ",".join(bootstrap_servers))
+    return {
+        "bootstrap.servers": servers,
+        "client.id": client_id,
+        "socket.connection.setup.timeout.ms": max(1000, int(connect_timeout_s * 1000)),
+        "reconnect.backoff.max.ms": max(10, int(reconnect_backoff_max_s * 1000)),
+        "statistics.interval.ms": _STATS_INTERVAL_MS,
+        "error_cb": health.on_error,
+        "stats_cb": health.on_stats,
+        "logger": _rdkafka_log,
+        # Connection errors reach error_cb (logged once per outage); librdkafka's own log
+        # would repeat each of them.
+        "log_level": 2,
+        **librdkafka_security(security or {}),
+    }
+
+
+def _tp(partition: Partition, offset: int | None = None) -> TopicPartition:
+    if offset is None:
+        return TopicPartition(partition.topic, partition.partition)
+    return TopicPartition(partition.topic, partition.partition, offset)
+
+
+def _names(partitions: Iterable[Partition]) -> str:
+    return ", ".join(str(p) for p in sorted(partitions)) or "-"
+
+
+@dataclass(eq=False)
+class _Job:
+    """One ``consume()`` on the owner thread."""
+
+    timeout_s: float
+    max_records: int
+    messages: list[Any] | None = None
+    error: BaseException | None = None
+    done: bool = False
+    # Partitions sought or paused while this call was inside a rebalance callback: its
+    # records for them may predate the change, so they are dropped and rewound.
+    dirty: set[Partition] = field(default_factory=set)
+
+
+@dataclass(eq=False)
+class _Op:
+    """A call on the consumer made for the runner's thread."""
+
+    fn: Callable[[], Any]
+    result: Any = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+class ConfluentSource(Source):
+    """Consumer-group reader of the input topics (and optionally a labels topic), over
+    librdkafka.
+
+    Same contract and parameters as :class:`~stream_rnn.io.kafka.KafkaSource`. Offsets are
+    committed only by :meth:`commit`; a group with no committed offset starts at the
+    earliest record. Use it from one thread.
+
+    Parameters
+    ----------
+    topics
+        Input topic names.
+    bootstrap_servers
+        ``"host:port[,host:port...]"`` or a list of them.
+    group_id
+        Consumer group.
+    labels_topic
+        Also read this topic.
+    client_id
+        Client id shown in broker logs and quotas.
+    security
+        TLS/SASL settings, see :func:`librdkafka_security`.
+    consumer_options
+        Consumer settings by their kafka-python names (see :data:`CONSUMER_OPTION_NAMES`)
+        or librdkafka names (``"fetch.wait.max.ms"``). Auto-commit stays off.
+    rebalance_timeout_s
+        How long a rebalance step waits for ``done()``; below ``max_poll_interval_ms``.
+    connect_timeout_s
+        Budget of one connection attempt.
+    reconnect_backoff_max_s
+        Longest pause between failed connection attempts.
+
+    Examples
+    --------
+    Nothing is contacted before the first :meth:`poll`:
+
+    >>> source = ConfluentSource(["events"], bootstrap_servers="127.0.0.1:9", group_id="g")
+    >>> source.ready(), source.assignment(), source.rebalance_requests()
+    (False, frozenset(), [])
+    >>> source.close()
+    """
+
+    def __init__(
+        self,
+        topics: Iterable[str],
+        *,
+        bootstrap_servers: str | Sequence[str],
+        group_id: str,
+        labels_topic: str | None = None,
+        client_id: str = "stream-rnn",
+        security: Mapping[str, Any] | None = None,
+        consumer_options: Mapping[str, Any] | None = None,
+        rebalance_timeout_s: float = 30.0,
+        connect_timeout_s: float = 5.0,
+        reconnect_backoff_max_s: float = 30.0,
+    ) -> None:
+        self.topics = tuple(topics)
+        self.bootstrap_servers = bootstrap_servers
+        self.group_id = group_id
+        self.labels_topic = labels_topic
+        self.client_id = client_id
+        self.security = security
+        self.consumer_options = consumer_options
+        self.rebalance_timeout_s = rebalance_timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.reconnect_backoff_max_s = reconnect_backoff_max_s
+
+        if not self.topics:
+            raise ValueError("at least one input topic is needed")
+        options = dict(consumer_options or {})
+        for name in ("enable_auto_commit", "enable.auto.commit"):
+            if options.pop(name, False):
+                raise ValueError("enable_auto_commit cannot be used: the runner commits offsets")
+        conf = _translate(options, CONSUMER_OPTION_NAMES, "consumer")
+        max_poll_interval_ms = int(conf.get("max.poll.interval.ms", 300_000))
+        if not 0 < rebalance_timeout_s * 1000 < max_poll_interval_ms:
+            raise ValueError(
+                f"rebalance_timeout_s ({rebalance_timeout_s}) must be positive and below "
+                f"max_poll_interval_ms ({max_poll_interval_ms} ms)"
+            )
+        self._health = _Health("consumer", bootstrap_servers, reconnect_backoff_max_s)
+        self._conf: dict[str, Any] = {
+            **_common_conf(bootstrap_servers, client_id, self._health, connect_timeout_s,
+                           reconnect_backoff_max_s, security),
+            "group.id": group_id,
+            "auto.offset.reset": "earliest",
+            **conf,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+        }
+        self._subscription = list(dict.fromkeys([*self.topics, *filter(None, [labels_topic])]))
+        # The cooperative assignor hands over partition increments, the others everything.
+        self._cooperative = "cooperative" in str(conf.get("partition.assignment.strategy", ""))
+        # Built now: librdkafka contacts nothing until subscribed, and refuses bad settings
+        # (a missing CA file, an unknown option) here, at start-up.
+        self._consumer = _client(Consumer, self._conf, "consumer")
+
+        # Shared between the runner's thread and the owner thread, guarded by _cond.
+        self._cond = threading.Condition()
+        self._queued: deque[KafkaRebalance] = deque()  # not yet given to the runner
+        self._ops: deque[_Op] = deque()
+        self._job: _Job | None = None
+        self._parked = False  # the owner waits in a rebalance callback
+        self._closing = False
+        self._start: dict[Partition, int] = {}  # offsets sought before the assignment
+        self._high: dict[Partition, int] = {}  # high watermarks after the latest consume
+        self._owner: threading.Thread | None = None
+
+        # The runner's side (its thread only).
+        self._outstanding: deque[KafkaRebalance] = deque()
+        self._assigned: set[Partition] = set()
+        self._paused: set[Partition] = set()
+        self._next: dict[Partition, int] = {}
+
+    @classmethod
+    def from_config(cls, kafka: Any, **kwargs: Any) -> ConfluentSource:
+        """Build from the daemon's ``[kafka]`` settings (any object with those attributes)."""
+        return cls(
+            kafka.input_topics,
+            bootstrap_servers=kafka.bootstrap,
+            group_id=kafka.group,
+            labels_topic=kafka.labels_topic,
+            client_id=kafka.client_id,
+            security=client_options(kafka),
+            **kwargs,
+        )
+
+    def connect(self, timeout_s: float | None = None) -> bool:
+        """Join the group (in the background); librdkafka connects and reconnects by
+        itself, so this always succeeds. ``timeout_s`` is accepted for the kafka-python
+        stack's signature."""
+        if self._closing:
+            raise RuntimeError("ConfluentSource is closed")
+        if self._owner is None:
+            self._consumer.subscribe(self._subscription, on_assign=self._on_assign,
+                                     on_revoke=self._on_revoke, on_lost=self._on_lost)
+            self._owner = threading.Thread(target=self._own, daemon=True,
+                                           name=f"rdkafka-source-{self.group_id}")
+            self._owner.start()
+        return True
+
+    def ready(self) -> bool:
+        """True when librdkafka holds a live connection to a broker."""
+        return self._owner is not None and self._health.up
+
+    # -- the owner thread -----------------------------------------------------------------
+
+    def _own(self) -> None:
+        consumer = self._consumer
+        while True:
+            with self._cond:
+                while not (self._closing or self._ops
+                           or (self._job is not None and not self._job.done)):
+                    self._cond.wait()
+                if self._closing:
+                    self._fail_ops()
+                    return
+                job = self._job if self._job is not None and not self._job.done else None
+            self._serve_ops()
+            if job is None:
+                continue
+            messages: list[Any] | None = None
+            error: BaseException | None = None
+            try:
+                messages = consumer.consume(job.max_records, job.timeout_s)
+                self._note_watermarks(bool(messages))
+            except BaseException as exc:  # noqa: BLE001 -- handed to the runner's thread
+                error = exc
+            with self._cond:
+                job.messages, job.error, job.done = messages, error, True
+                self._cond.notify_all()
+
+    def _note_watermarks(self, got_records: bool) -> None:
+        # Cached values: the high watermark of each partition's latest fetch response.
+        if got_records:
+            self._health.set_up(True)
+        high = {}
+        for tp in self._consumer.assignment():
+            _low, end = self._consumer.get_watermark_offsets(tp, cached=True)
+            if end is not None and end >= 0:
+                high[Partition(tp.topic, tp.partition)] = int(end)
+        with self._cond:
+            self._high.update(high)
+
+    def _serve_ops(self) -> None:
+        while True:
+            with self._cond:
+                if not self._ops:
+                    return
+                op = self._ops.popleft()
+            try:
+                op.result = op.fn()
+            except BaseException as exc:  # noqa: BLE001 -- raised on the caller's thread
+                op.error = exc
+            with self._cond:
+                op.done = True
+                self._cond.notify_all()
+
+    def _fail_ops(self) -> None:  # with self._cond held
+        for op in self._ops:
+            op.error, op.done = RuntimeError("ConfluentSource is closed"), True
+        self._ops.clear()
+        self._cond.notify_all()
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the owner thread (directly when there is none yet)."""
+        owner = self._owner
+        if owner is None or threading.current_thread() is owner:
+            return fn()
+        op = _Op(fn)
+        with self._cond:
+            if self._closing:
+                raise RuntimeError("ConfluentSource is closed")
+            self._ops.append(op)
+            self._cond.notify_all()
+            while not op.done:
+                self._cond.wait()
+        if op.error is not None:
+            raise op.error
+        return op.result
+
+    # -- rebalance callbacks (the owner thread, inside consume()) -------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        request = self._hand_over("assigned", partitions)
+        parts = [Partition(tp.topic, tp.partition) for tp in partitions]
+        with self._cond:
+            start = {p: self._start.pop(p) for p in parts if p in self._start}
+            paused = set(self._paused)
+        tps = [_tp(p, start.get(p, OFFSET_STORED)) for p in parts]
+        if self._cooperative:
+            consumer.incremental_assign(tps)
+        else:
+            consumer.assign(tps)
+        # An assignment whose step expired stays paused until the runner has done it.
+        held = [_tp(p) for p in parts
+                if p in paused or (request is not None and request.expired)]
+        if held:
+            consumer.pause(held)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._hand_over("revoked", partitions)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._hand_over("lost", partitions)
+
+    def _hand_over(self, kind: str, partitions: list[TopicPartition]
+                   ) -> KafkaRebalance | None:
+        parts = tuple(sorted(Partition(tp.topic, tp.partition) for tp in partitions))
+        if not parts or self._closing:
+            return None  # during close() the runner has made its final checkpoint already
+        now = time.monotonic()
+        request = KafkaRebalance(kind, parts, created=now,
+                                 deadline=now + self.rebalance_timeout_s,
+                                 _on_done=self._wake)
+        with self._cond:
+            self._queued.append(request)
+            self._parked = True
+            self._cond.notify_all()
+        log.info("rebalance: %s %s; waiting for the runner", kind, _names(parts))
+        try:
+            while True:
+                self._serve_ops()  # the runner's commits and seeks for this step
+                with self._cond:
+                    remaining = request.deadline - time.monotonic()
+                    if request.is_done or self._closing or remaining <= 0:
+                        break
+                    if not self._ops:
+                        self._cond.wait(min(remaining, _CALLBACK_TICK_S))
+            self._serve_ops()
+        finally:
+            with self._cond:
+                self._parked = False
+                request.expired = not request.is_done
+        if request.expired and not self._closing:
+            log.warning("rebalance: %s %s not done within %.1f s; the consumer goes on "
+                        "without it", kind, _names(parts), self.rebalance_timeout_s)
+        return request
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    # -- the runner's API -------------------------------------------------------------------
+
+    def rebalance_requests(self) -> list[RebalanceRequest]:
+        """Rebalance steps not yet taken, oldest first; call ``done()`` on each when handled."""
+        self._apply_done()
+        with self._cond:
+            taken = list(self._queued)
+            self._queued.clear()
+        self._outstanding.extend(taken)
+        return list(taken)
+
+    def _apply_done(self) -> None:
+        while self._outstanding and self._outstanding[0].is_done:
+            request = self._outstanding.popleft()
+            parts = set(request.partitions)
+            if request.kind == "assigned":
+                self._assigned |= parts
+                if request.expired:
+                    # Assigned paused by the callback meanwhile: seek (done already) and
+                    # resume what the runner has not paused itself.
+                    resume = [_tp(p) for p in parts if p not in self._paused]
+                    if resume:
+                        self._call(lambda tps=resume: self._consumer.resume(tps))
+            else:
+                self._assigned -= parts
+                self._paused -= parts
+                for p in parts:
+                    self._next.pop(p, None)
+                with self._cond:
+                    for p in parts:
+                        self._high.pop(p, None)
+
+    def poll(self, timeout_s: float = 1.0, max_records: int = 500) -> dict[Partition, list[Record]]:
+        """Records per partition, each list in offset order.
+
+        Returns no records at once while a rebalance step is queued (take it with
+        :meth:`rebalance_requests` first) and on timeout. While a step taken is not done
+        yet it returns no records.
+        """
+        if self._closing:
+            raise RuntimeError("ConfluentSource is closed")
+        self._apply_done()
+        self.connect()
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            if self._queued:
+                return {}
+            if self._job is None:
+                self._job = _Job(timeout_s=max(0.0, timeout_s), max_records=max_records)
+                self._cond.notify_all()
+            job = self._job
+            grace = deadline + 0.25
+            while not job.done and not self._queued:
+                remaining = grace - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            if self._queued or not job.done:
+                return {}
+            self._job = None
+        if job.error is not None:
+            error = job.error
+            if isinstance(error, KafkaException) and error.args[0].retriable():
+                log.warning("Kafka poll failed, will retry: %s", error)
+                return {}
+            raise error
+        self._apply_done()
+        return self._deliver(job)
+
+    def _deliver(self, job: _Job) -> dict[Partition, list[Record]]:
+        grouped: dict[Partition, list[Any]] = {}
+        for message in job.messages or ():
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    self._health.on_error(error)
+                continue
+            partition = Partition(message.topic(), message.partition())
+            batch = grouped.get(partition)
+            if batch is None:
+                grouped[partition] = [message]
+            else:
+                batch.append(message)
+        out: dict[Partition, list[Record]] = {}
+        for partition, batch in grouped.items():
+            if self._outstanding or partition not in self._assigned:
+                self._drop(partition, batch, "a rebalance step")
+                continue
+            if partition in self._paused or partition in job.dirty:
+                self._drop(partition, batch, "paused or sought meanwhile")
+                continue
+            records = []
+            for m in batch:
+                kind, ts = m.timestamp()
+                headers = m.headers()
+                records.append(Record(partition.topic, partition.partition, m.offset(),
+                                      m.key(), m.value(),
+                                      None if kind == TIMESTAMP_NOT_AVAILABLE else ts,
+                                      tuple(headers) if headers else ()))
+            out[partition] = records
+            self._next[partition] = records[-1].offset + 1
+        return out
+
+    def _drop(self, partition: Partition, batch: list[Any], why: str) -> None:
+        # Fetched but not handed out: put the position back to where the runner expects
+        # to continue, so they are fetched again (unless the partition has gone).
+        if partition not in self._assigned:
+            return
+        rewind = self._next.get(partition, batch[0].offset())
+        log.debug("holding back %d records of %s (%s); position back to %d",
+                  len(batch), partition, why, rewind)
+        self._seek(partition, rewind)
+
+    def _seek(self, partition: Partition, offset: int) -> None:
+        def seek() -> None:
+            deadline = time.monotonic() + _SEEK_RETRY_S
+            while True:
+                try:
+                    self._consumer.seek(_tp(partition, offset))
+                    return
+                except KafkaException as exc:
+                    if time.monotonic() > deadline:
+                        raise ValueError(f"cannot seek {partition} to {offset}: "
+                                         f"{exc.args[0].str()}") from None
+                    time.sleep(0.05)
+
+        with self._cond:
+            job = self._job
+            if job is not None and not job.done and self._parked:
+                job.dirty.add(partition)
+        self._call(seek)
+
+    def assignment(self) -> frozenset[Partition]:
+        """Partitions this member owns now, as far as the runner is concerned."""
+        self._apply_done()
+        return frozenset(self._assigned)
+
+    def position(self, partition: Partition) -> int | None:
+        """Offset of the next record :meth:`poll` returns for ``partition``, once known."""
+        return self._next.get(partition)
+
+    def seek(self, partition: Partition, offset: int) -> None:
+        """Read ``partition`` from ``offset`` on (also while handling its ``assigned`` step:
+        the assignment then starts there)."""
+        self._apply_done()
+        partition = Partition(partition.topic, partition.partition)
+        being_assigned = self._being_assigned(partition)
+        if partition not in self._assigned and not being_assigned:
+            raise ValueError(f"{partition} is not assigned")
+        self._next[partition] = offset
+        if being_assigned:
+            with self._cond:
+                if self._parked:  # the callback assigns it at this offset
+                    self._start[partition] = offset
+                    return
+        self._seek(partition, offset)
+
+    def _being_assigned(self, partition: Partition) -> bool:
+        return any(r.kind == "assigned" and partition in r.partitions and not r.is_done
+                   for r in self._outstanding)
+
+    def _given_up(self) -> set[Partition]:
+        gone: set[Partition] = set()
+        for request in self._outstanding:
+            if request.kind == "lost" or (request.kind == "revoked" and request.expired):
+                gone.update(request.partitions)
+        return gone
+
+    def pause(self, partitions: Iterable[Partition]) -> None:
+        """Return no records of ``partitions`` until resumed (the group is not told)."""
+        self._apply_done()
+        parts = {Partition(p.topic, p.partition) for p in partitions}
+        self._paused |= parts
+        with self._cond:
+            job = self._job
+            if job is not None and not job.done and self._parked:
+                job.dirty |= parts
+        live = [_tp(p) for p in parts if p in self._assigned]
+        if live:
+            self._call(lambda: self._consumer.pause(live))
+
+    def resume(self, partitions: Iterable[Partition]) -> None:
+        """Return records of ``partitions`` again, from where they stopped."""
+        self._apply_done()
+        parts = {Partition(p.topic, p.partition) for p in partitions} & self._paused
+        self._paused -= parts
+        live = [p for p in parts if p in self._assigned]
+        if not live:
+            return
+
+        def resume() -> None:
+            # librdkafka dropped what it had prefetched at the pause; continue exactly
+            # where the runner stands.
+            for p in live:
+                if p in self._next:
+                    self._consumer.seek(_tp(p, self._next[p]))
+            self._consumer.resume([_tp(p) for p in live])
+
+        self._call(resume)
+
+    def paused(self) -> frozenset[Partition]:
+        """Partitions paused with :meth:`pause`."""
+        return frozenset(self._paused)
+
+    def commit(self, offsets: Mapping[Partition, int], timeout_s: float = 10.0) -> None:
+        """Commit ``{partition: next offset to read}`` synchronously.
+
+        Same rules as :meth:`stream_rnn.io.kafka.KafkaSource.commit`. librdkafka bounds the
+        wait by ``request_timeout_ms``; ``timeout_s`` is accepted for the same signature.
+
+        Raises
+        ------
+        CommitError
+            When the commit is not confirmed: broker unreachable, group rebalanced, or a
+            partition this member does not own (or no longer may commit).
+        """
+        if not offsets:
+            return
+        if self._closing:
+            raise CommitError("the source is closed", retriable=False)
+        self._apply_done()
+        parts = {Partition(p.topic, p.partition) for p in offsets}
+        foreign = parts - self._assigned
+        if foreign:
+            raise CommitError(f"not assigned here: {_names(foreign)}", retriable=False)
+        gone = parts & self._given_up()
+        if gone:
+            raise CommitError(f"no longer ours (lost, or revoke timed out): {_names(gone)}",
+                              retriable=False)
+        tps = [_tp(p, int(off)) for p, off in offsets.items()]
+        try:
+            result = self._call(lambda: self._consumer.commit(offsets=tps, asynchronous=False))
+        except KafkaException as exc:
+            error = exc.args[0]
+            raise CommitError(f"commit failed: {error.str()}",
+                              retriable=bool(error.retriable())) from None
+        except RuntimeError as exc:  # closed meanwhile
+            raise CommitError(str(exc), retriable=False) from None
+        failed = [tp for tp in result or () if tp.error is not None]
+        if failed:
+            error = failed[0].error
+            raise CommitError(f"commit of {failed[0].topic}:{failed[0].partition} failed: "
+                              f"{error.str()}", retriable=bool(error.retriable()))
+
+    def committed(self, partition: Partition, timeout_s: float = 10.0) -> int | None:
+        """The group's committed offset for ``partition`` (None when there is none)."""
+        found = self._call(lambda: self._consumer.committed([_tp(partition)],
+                                                            timeout=timeout_s))
+        offset = found[0].offset if found else OFFSET_INVALID
+        return None if offset < 0 else int(offset)
+
+    def end_offsets(
+        self, partitions: Iterable[Partition] | None = None, timeout_s: float = 5.0
+    ) -> dict[Partition, int]:
+        """Log-end offsets (the offset the next write gets), asked of the broker."""
+        parts = sorted(self._assigned if partitions is None else partitions)
+
+        def ask() -> dict[Partition, int]:
+            out = {}
+            for p in parts:
+                _low, high = self._consumer.get_watermark_offsets(_tp(p), timeout=timeout_s)
+                out[p] = int(high)
+            return out
+
+        return self._call(ask) if parts else {}
+
+    def lag(self, refresh: bool = False, timeout_s: float = 5.0) -> dict[Partition, int]:
+        """Records between the position and the log end, per owned partition (when known).
+
+        Uses the high watermark carried by fetch responses; ``refresh=True`` also asks the
+        broker for the end offsets and keeps the larger of the two.
+        """
+        self._apply_done()
+        ends: dict[Partition, int] = {}
+        if refresh and self._assigned:
+            try:
+                ends = self.end_offsets(timeout_s=timeout_s)
+            except KafkaException as exc:
+                log.warning("end offsets unavailable: %s", exc)
+        with self._cond:
+            high = dict(self._high)
+        out: dict[Partition, int] = {}
+        for p in sorted(self._assigned):
+            known = [v for v in (high.get(p), ends.get(p)) if v is not None]
+            position = self._next.get(p)
+            if known and position is not None:
+                out[p] = max(0, max(known) - position)
+        return out
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Leave the group and release the client; commits nothing. Idempotent."""
+        with self._cond:
+            if self._closing and self._consumer is None:
+                return
+            self._closing = True
+            self._cond.notify_all()
+        owner = self._owner
+        if owner is not None:
+            owner.join(timeout_s)
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            if owner is not None and owner.is_alive():
+                # Closing a consumer another thread still calls would crash the process.
+                log.warning("the Kafka consumer is busy; leaving it to the process exit")
+            else:
+                try:
+                    consumer.close()
+                except Exception:  # noqa: BLE001 -- closing must not fail the shutdown
+                    log.warning("closing the Kafka consumer failed", exc_info=True)
+        self._owner = None
+        self._assigned.clear()
+        self._paused.clear()
+        self._next.clear()
+        self._outstanding.clear()
+        with self._cond:
+            self._queued.clear()
+
+    def __enter__(self) -> ConfluentSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ConfluentSink(Sink):
+    """Producer of outputs and dead letters over librdkafka; every write the broker does
+    not acknowledge is reported.
+
+    Same contract and parameters as :class:`~stream_rnn.io.kafka.KafkaSink`: writes wait
+    for all in-sync replicas and the producer is idempotent; :meth:`send` does not raise
+    for broker trouble, :meth:`flush` raises :class:`~stream_rnn.io.kafka.DeliveryError`
+    for every write that failed or is still unacknowledged.
+
+    Parameters
+    ----------
+    bootstrap_servers
+        ``"host:port[,host:port...]"`` or a list of them.
+    client_id
+        Client id shown in broker logs and quotas.
+    compression_type
+        One of :data:`~stream_rnn.io.kafka.COMPRESSION_TYPES`.
+    security
+        TLS/SASL settings, see :func:`librdkafka_security`.
+    producer_options
+        Producer settings by kafka-python name (see :data:`PRODUCER_OPTION_NAMES`) or
+        librdkafka name (``"linger.ms"``).
+    delivery_timeout_s
+        Longest a write may take, retries included, before it fails.
+    max_block_s
+        Longest :meth:`send` may block while the local queue is full.
+    connect_timeout_s
+        Budget of one connection attempt.
+    reconnect_backoff_max_s
+        Longest pause between failed connection attempts.
+    stuck_after_s
+        Writes unanswered for this long mean the producer is stuck and is replaced; by
+        default ``delivery_timeout_s`` plus half of it (at least 5 s).
+
+    Examples
+    --------
+    >>> sink = ConfluentSink(bootstrap_servers="127.0.0.1:9", compression_type="zstd")
+    >>> sink.ready(), sink.pending(), sink.failures()
+    (False, 0, [])
+    >>> sink.close()
+    """
+
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str | Sequence[str],
+        client_id: str = "stream-rnn",
+        compression_type: str | None = None,
+        security: Mapping[str, Any] | None = None,
+        producer_options: Mapping[str, Any] | None = None,
+        delivery_timeout_s: float = 30.0,
+        max_block_s: float = 5.0,
+        connect_timeout_s: float = 5.0,
+        reconnect_backoff_max_s: float = 30.0,
+        stuck_after_s: float | None = None,
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.client_id = client_id
+        self.compression_type = compression_type
+        self.security = security
+        self.producer_options = producer_options
+        self.delivery_timeout_s = delivery_timeout_s
+        self.max_block_s = max_block_s
+        self.connect_timeout_s = connect_timeout_s
+        self.reconnect_backoff_max_s = reconnect_backoff_max_s
+        self.stuck_after_s = stuck_after_s
+
+        if compression_type not in COMPRESSION_TYPES:
+            raise ValueError(f"compression_type must be one of {COMPRESSION_TYPES}")
+        options = _translate(dict(producer_options or {}), PRODUCER_OPTION_NAMES, "producer")
+        delivery_ms = max(1, int(delivery_timeout_s * 1000))
+        linger_ms = int(options.pop("linger.ms", 5))
+        self._health = _Health("producer", bootstrap_servers, reconnect_backoff_max_s)
+        self._conf: dict[str, Any] = {
+            **_common_conf(bootstrap_servers, client_id, self._health, connect_timeout_s,
+                           reconnect_backoff_max_s, security),
+            "compression.type": compression_type or "none",
+            # librdkafka requires linger.ms below the delivery timeout.
+            "linger.ms": min(linger_ms, max(0, delivery_ms - 1)),
+            "request.timeout.ms": max(1, min(30_000, delivery_ms)),
+            **options,
+            "acks": "all",
+            "enable.idempotence": True,
+            "message.timeout.ms": delivery_ms,
+        }
+        self._lock = threading.Lock()
+        self._failures: list[FailedSend] = []
+        self._pending = 0
+        self._pending_since: float | None = None
+        self._generation = 0
+        self._last_ack = 0.0
+        self._last_failure = -1.0
+        self._closed = False
+        self._producer: Producer | None = self._new_producer()
+
+    def _new_producer(self) -> Producer:
+        self._health.fatal = None
+        conf = {**self._conf, "on_delivery": functools.partial(self._delivered,
+                                                               self._generation, None)}
+        return _client(Producer, conf, "producer")
+
+    @classmethod
+    def from_config(cls, kafka: Any, **kwargs: Any) -> ConfluentSink:
+        """Build from the daemon's ``[kafka]`` settings (any object with those attributes)."""
+        return cls(
+            bootstrap_servers=kafka.bootstrap,
+            client_id=kafka.client_id,
+            compression_type=kafka.compression,
+            security=client_options(kafka),
+            **kwargs,
+        )
+
+    def connect(self, timeout_s: float | None = None) -> bool:
+        """True when the producer exists (librdkafka connects in the background)."""
+        if self._closed:
+            raise RuntimeError("ConfluentSink is closed")
+        if self._producer is None:
+            self._producer = self._new_producer()
+        return True
+
+    def topic_partitions(self, topic: str, timeout_s: float = 10.0) -> int:
+        """Fetch ``topic``'s metadata now (its first write would wait for it); returns its
+        partition count."""
+        self.connect()
+        assert self._producer is not None  # noqa: S101 -- connect() made it
+        metadata = self._producer.list_topics(topic, timeout=timeout_s)
+        found = metadata.topics.get(topic)
+        if found is None or found.error is not None:
+            raise RuntimeError(f"topic {topic!r} unavailable: "
+                               f"{found.error if found is not None else 'no metadata'}")
+        self._health.set_up(True)
+        return len(found.partitions)
+
+    def ready(self) -> bool:
+        """True when the latest write outcome was an acknowledgement, or when none failed
+        yet and a broker connection is up."""
+        producer = self._producer
+        if producer is None:
+            return False
+        producer.poll(0)  # take the latest statistics and delivery reports
+        with self._lock:
+            healthy = self._last_ack > self._last_failure
+        return healthy and (self._last_ack > 0 or self._health.up)
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: Sequence[tuple[str, bytes]] = (),
+        *,
+        context: Any = None,
+    ) -> None:
+        """Queue one write; if it fails, :meth:`failures` and :meth:`flush` say so.
+
+        Raises only for programming errors (value not bytes, ...).
+        """
+        if self._closed:
+            raise RuntimeError("ConfluentSink is closed")
+        producer = self._producer
+        if producer is None:
+            producer = self._producer = self._new_producer()
+        with self._lock:
+            if self._pending == 0:
+                self._pending_since = time.monotonic()
+            self._pending += 1
+            generation = self._generation
+        kwargs: dict[str, Any] = {}
+        if headers:
+            kwargs["headers"] = list(headers)
+        if context is not None:
+            kwargs["on_delivery"] = functools.partial(self._delivered, generation, context)
+        deadline: float | None = None
+        while True:
+            try:
+                producer.produce(topic, value, key, **kwargs)
+                return
+            except BufferError:
+                # The local queue is full: serve delivery reports to make room.
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.max_block_s
+                if now >= deadline:
+                    error: BaseException = BufferError(
+                        f"local queue full for {self.max_block_s} s")
+                    break
+                producer.poll(min(0.1, deadline - now))
+            except KafkaException as exc:
+                error = exc
+                break
+            except BaseException:
+                with self._lock:
+                    self._settled()
+                raise
+        with self._lock:
+            self._settled()
+        self._fail(topic, key, context, error)
+
+    def _settled(self) -> None:  # with self._lock held
+        self._pending -= 1
+        if self._pending == 0:
+            self._pending_since = None
+
+    def _delivered(self, generation: int, context: Any, error: KafkaError | None,
+                   message: Any) -> None:
+        with self._lock:
+            if generation != self._generation:
+                return  # already reported when the producer was replaced
+            self._settled()
+            if error is None:
+                self._last_ack = time.monotonic()
+                return
+        self._fail(message.topic(), message.key(), context, KafkaException(error))
+
+    def _fail(self, topic: str, key: bytes | None, context: Any, error: BaseException) -> None:
+        log.warning("Kafka write to %s failed: %s", topic, error)
+        with self._lock:
+            self._failures.append(FailedSend(topic, key, context, error))
+            self._last_failure = time.monotonic()
+
+    def pending(self) -> int:
+        """Writes sent and not yet acknowledged nor failed."""
+        with self._lock:
+            return self._pending
+
+    def failures(self) -> list[FailedSend]:
+        """Writes that failed since the last :meth:`flush` (this call does not clear them)."""
+        if self._producer is not None:
+            self._producer.poll(0)
+        with self._lock:
+            return list(self._failures)
+
+    def flush(self, timeout_s: float = 10.0) -> None:
+        """Wait until every write so far is acknowledged.
+
+        The producer is replaced by a new one when librdkafka reports a fatal error (its
+        idempotence state is broken) or writes stay unanswered well past
+        ``delivery_timeout_s``.
+
+        Raises
+        ------
+        DeliveryError
+            If a write since the previous flush failed, or some are still unacknowledged at
+            the timeout. Failures are reported once: the raise clears them.
+        """
+        if self._producer is not None:
+            self._producer.flush(timeout_s)
+        with self._lock:
+            failures, self._failures = self._failures, []
+            unacknowledged = self._pending
+            since = self._pending_since
+        if failures or unacknowledged:
+            stuck = since is not None and time.monotonic() - since > self._stuck_after_s()
+            fatal = self._health.fatal is not None or any(
+                isinstance(f.error, KafkaException) and f.error.args[0].fatal()
+                for f in failures)
+            if stuck or fatal:
+                self._replace_producer()
+            raise DeliveryError(failures, unacknowledged)
+
+    def _stuck_after_s(self) -> float:
+        if self.stuck_after_s is not None:
+            return self.stuck_after_s
+        return self.delivery_timeout_s + max(5.0, 0.5 * self.delivery_timeout_s)
+
+    def _replace_producer(self) -> None:
+        with self._lock:
+            self._generation += 1
+            self._pending = 0
+            self._pending_since = None
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            log.warning("replacing the Kafka producer (fatal error or stuck writes)")
+            _discard(producer)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Release the producer; queued writes get ``timeout_s`` to complete. Idempotent."""
+        self._closed = True
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            remaining = producer.flush(timeout_s)
+            if remaining:
+                log.warning("closing the Kafka producer with %d write(s) unacknowledged",
+                            remaining)
+            _discard(producer)
+
+    def __enter__(self) -> ConfluentSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _discard(producer: Producer) -> None:
+    # Drop whatever is queued so destroying the client does not wait for it.
+    try:
+        producer.purge()
+        producer.flush(0)
+    except Exception:  # noqa: BLE001 -- closing must not fail the caller
+        log.warning("purging the Kafka producer failed", exc_info=True)
