@@ -148,10 +148,10 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
     averaged over ``n_members`` networks with different seeds (a small ensemble
     steadies the surprise of a model that is still learning). The surprise becomes a score
     through :mod:`stream_rnn.cells.calibrate`: the mean surprise of the last
-    ``short_window`` readings against the key's long-run distributions of it (over about
-    ``long_memory`` and ``slow_memory`` readings; the weaker evidence counts), as a
-    Gaussian tail probability ``p``, reported as ``x / (x + score_scale)`` with
-    ``x = -log10 p``.
+    ``short_window`` readings against the key's long-run distribution of it (over about
+    ``long_memory`` readings; with ``slow_memory`` also against a slower one, and the
+    weaker evidence counts), as a Gaussian tail probability ``p``, reported as
+    ``x / (x + score_scale)`` with ``x = -log10 p``.
 
     Strictly online: the score of a reading uses that reading and earlier ones only.
     Readings are standardized per key with running statistics, so sensors in any units
