@@ -473,7 +473,12 @@ class ConfluentSource(Source):
             messages: list[Any] | None = None
             error: BaseException | None = None
             try:
-                messages = consumer.consume(job.max_records, job.timeout_s)
+                # consume(n, timeout) would wait for n records or the whole timeout; the
+                # runner wants what has arrived: wait for one, then take what is fetched.
+                first = consumer.poll(job.timeout_s)
+                messages = [] if first is None else [first]
+                if first is not None and job.max_records > 1:
+                    messages += consumer.consume(job.max_records - 1, 0)
                 self._note_watermarks(bool(messages))
             except BaseException as exc:  # noqa: BLE001 -- handed to the runner's thread
                 error = exc
