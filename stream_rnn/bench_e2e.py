@@ -1,13 +1,15 @@
 """End-to-end benchmark of the daemon against a Kafka-protocol broker.
 
-One run measures, each role in its own process (spawned, so no Kafka client threads are
-inherited), one after the other so they do not compete for the CPU:
+One run measures one Kafka client stack (``client``: ``kafka-python``, the
+:mod:`stream_rnn.io.kafka` pair, or ``librdkafka``, the :mod:`stream_rnn.io.confluent`
+pair), each role in its own process (spawned, so no Kafka client threads are inherited),
+one after the other so they do not compete for the CPU:
 
 ``producer only``
-    ``KafkaSink`` (the daemon's producer stack) writing the N input events as fast as it
+    The stack's sink (the daemon's producer) writing the N input events as fast as it
     can, from the first send to the last acknowledgement.
 ``consumer only``
-    ``KafkaSource`` (the daemon's consumer stack, as a group member) reading them back.
+    The stack's source (the daemon's consumer, as a group member) reading them back.
 ``floor``
     The same consumer and producer with no model: read, ``parse_event``, build an output
     record, ``encode_score``, send, flush after every poll (as the runner does). This is
@@ -19,7 +21,8 @@ inherited), one after the other so they do not compete for the CPU:
 ``latency``
     The runner (already joined and warm) consuming a paced input (``rate`` events/s, the
     wall clock at send time written as the event's ``ts``), and a separate consumer of its
-    output topic: latency = wall clock when the output is observed - ``ts``.
+    output topic: latency = wall clock when the output is observed - ``ts``. The pacer and
+    the observer use librdkafka whichever stack is measured (they are the equipment).
 
 Every process that runs the model compiles the kernels (or loads their cache) and runs a
 short in-memory warm-up before it is timed. Group joins happen before the first record and
@@ -73,16 +76,27 @@ TARGETS = {"serve_events_per_s": 15_000.0, "serve_to_floor": 0.65, "latency_p99_
 
 # Parts of the serve window, in print order.
 SPLIT = (
-    ("poll", "poll/fetch (KafkaSource.poll)"),
+    ("poll", "poll/fetch (source.poll)"),
     ("parse", "parse (parse_event)"),
     ("model", "model (score + learn)"),
     ("encode", "encode (encode_score)"),
-    ("send", "produce enqueue (KafkaSink.send)"),
-    ("flush", "flush/acks (KafkaSink.flush)"),
+    ("send", "produce enqueue (sink.send)"),
+    ("flush", "flush/acks (sink.flush)"),
     ("checkpoint", "checkpoint write"),
     ("commit", "offset commit"),
     ("other", "runner other (records, metrics, lag)"),
 )
+
+
+#: The client stack of the roles in this process (set by :func:`_role_entry`).
+_stack = "kafka-python"
+
+
+def _classes() -> tuple[Any, Any]:
+    """``(Source, Sink)`` of the stack measured in this process."""
+    from stream_rnn.io import kafka_classes
+
+    return kafka_classes(_stack)
 
 
 class BrokerUnavailable(RuntimeError):
@@ -102,9 +116,11 @@ class E2EConfig:
     latency_events: int | None = None
     seed: int = 0
     max_poll_records: int = 2_000
-    #: ``fetch_max_wait_ms`` of the measured consumers; None keeps the client's default
-    #: (500 ms), which is what ``stream-rnn serve`` uses.
+    #: ``fetch_max_wait_ms`` of the measured consumers; None takes ``stream-rnn serve``'s
+    #: (``[kafka] fetch_max_wait_ms``, 100 ms by default).
     fetch_max_wait_ms: int | None = None
+    #: Kafka client stack: "kafka-python" or "librdkafka" (as ``[kafka] client``).
+    client: str = "kafka-python"
 
     @property
     def paced_events(self) -> int:
@@ -250,16 +266,19 @@ def event_value(key: bytes, features: str, ts: float) -> bytes:
 
 
 def _fetch_options(fetch_max_wait_ms: int | None) -> dict[str, Any]:
-    return {} if fetch_max_wait_ms is None else {"fetch_max_wait_ms": fetch_max_wait_ms}
+    if fetch_max_wait_ms is None:
+        from stream_rnn.config import KafkaConfig
+
+        fetch_max_wait_ms = KafkaConfig().fetch_max_wait_ms  # what serve uses
+    return {"fetch_max_wait_ms": fetch_max_wait_ms}
 
 
 def _source(bootstrap: str, topic: str, group: str, max_poll_records: int,
             fetch_max_wait_ms: int | None) -> Any:
-    from stream_rnn.io.kafka import KafkaSource
-
+    source_cls, _ = _classes()
     options = {**GROUP_TIMING, "max_poll_records": max_poll_records,
                **_fetch_options(fetch_max_wait_ms)}
-    return KafkaSource([topic], bootstrap_servers=bootstrap, group_id=group,
+    return source_cls([topic], bootstrap_servers=bootstrap, group_id=group,
                        client_id=f"bench-{group}", consumer_options=options,
                        rebalance_timeout_s=GROUP_TIMING["max_poll_interval_ms"] / 2000.0)
 
@@ -271,7 +290,7 @@ def _serve_config(bootstrap: str, topic: str, out_topic: str, dlq: str, group: s
     overrides = {
         "kafka.bootstrap": bootstrap, "kafka.input_topics": topic,
         "kafka.output_topic": out_topic, "kafka.dlq_topic": dlq, "kafka.group": group,
-        "kafka.client_id": f"bench-{group}",
+        "kafka.client_id": f"bench-{group}", "kafka.client": _stack,
         **{f"kafka.{k}": str(v) for k, v in GROUP_TIMING.items()},
         "state.checkpoint_dir": checkpoint_dir,
         "limits.max_poll_records": str(max_poll_records),
@@ -286,10 +305,11 @@ def _build_runner(config: Any, fetch_max_wait_ms: int | None = None, runner_cls:
     from prometheus_client import CollectorRegistry
 
     from stream_rnn.daemon import Runner
-    from stream_rnn.io.kafka import KafkaSink, KafkaSource
+    from stream_rnn.io import kafka_classes
     from stream_rnn.metrics import Metrics
 
     k = config.kafka
+    stack_source, stack_sink = kafka_classes(k.client)
     consumer_options = {
         "session_timeout_ms": k.session_timeout_ms,
         "heartbeat_interval_ms": k.heartbeat_interval_ms,
@@ -298,10 +318,10 @@ def _build_runner(config: Any, fetch_max_wait_ms: int | None = None, runner_cls:
         "max_poll_records": config.limits.max_poll_records,
         **_fetch_options(fetch_max_wait_ms),
     }
-    source = (source_cls or KafkaSource).from_config(
+    source = (source_cls or stack_source).from_config(
         k, consumer_options=consumer_options,
         rebalance_timeout_s=min(30.0, k.max_poll_interval_ms / 2000.0))
-    sink = (sink_cls or KafkaSink).from_config(k)
+    sink = (sink_cls or stack_sink).from_config(k)
     return (runner_cls or Runner)(config, source, sink, Metrics.create(CollectorRegistry()))
 
 
@@ -349,12 +369,11 @@ def _role(fn: Callable[..., dict[str, Any]]) -> Callable[..., None]:
 
 
 def _produce(bootstrap: str, topic: str, n: int, keys: int, seed: int) -> dict[str, Any]:
-    from stream_rnn.io.kafka import KafkaSink
-
+    _, sink_cls = _classes()
     events = make_events(n, keys, seed)
     now = time.time()
     values = [(key, event_value(key, feats, now)) for key, feats in events]
-    with KafkaSink(bootstrap_servers=bootstrap, client_id="bench-producer") as sink:
+    with sink_cls(bootstrap_servers=bootstrap, client_id="bench-producer") as sink:
         if not sink.connect(10.0):
             raise RuntimeError(f"producer cannot reach {bootstrap}")
         _topic_metadata(sink, topic)
@@ -370,6 +389,9 @@ def _produce(bootstrap: str, topic: str, n: int, keys: int, seed: int) -> dict[s
 
 def _topic_metadata(sink: Any, topic: str) -> None:
     """Fetch ``topic``'s metadata before timing (a topic's first send waits for it)."""
+    if hasattr(sink, "topic_partitions"):
+        sink.topic_partitions(topic)
+        return
     producer = sink._producer  # noqa: SLF001 -- a warm-up only
     if producer is None:
         raise RuntimeError("the producer is not connected")
@@ -397,10 +419,10 @@ def _consume(bootstrap: str, topic: str, group: str, n: int, max_poll_records: i
              ) -> dict[str, Any]:
     """Consumer only (``with_output`` None) or the no-model floor (outputs to it)."""
     from stream_rnn.io.events import encode_score, parse_event
-    from stream_rnn.io.kafka import KafkaSink
 
+    _, sink_cls = _classes()
     source = _source(bootstrap, topic, group, max_poll_records, fetch_max_wait_ms)
-    sink = KafkaSink(bootstrap_servers=bootstrap, client_id=f"bench-{group}")
+    sink = sink_cls(bootstrap_servers=bootstrap, client_id=f"bench-{group}")
     if with_output is not None and not sink.connect(10.0):
         raise RuntimeError(f"producer cannot reach {bootstrap}")
     # Warm the parse/encode path (and the output topic's metadata) before timing.
@@ -457,7 +479,8 @@ def _serve(bootstrap: str, topic: str, out_topic: str, dlq: str, group: str, n: 
            fetch_max_wait_ms: int | None, timeout_s: float) -> dict[str, Any]:
     """The real runner over the backlog, with its time split into parts."""
     import stream_rnn.daemon as daemon
-    from stream_rnn.io.kafka import KafkaSink, KafkaSource
+
+    source_base, sink_base = _classes()
 
     config = _serve_config(bootstrap, topic, out_topic, dlq, group, checkpoint_dir,
                            max_poll_records)
@@ -477,7 +500,7 @@ def _serve(bootstrap: str, topic: str, out_topic: str, dlq: str, group: str, n: 
         if state["t_first"] is not None and state["frozen"] is None:
             calls[name] += k
 
-    class TimedSource(KafkaSource):
+    class TimedSource(source_base):  # type: ignore[misc,valid-type]
         def poll(self, timeout_s: float = 1.0, max_records: int = 500) -> Any:
             t = pc()
             out = super().poll(timeout_s, max_records)
@@ -503,7 +526,7 @@ def _serve(bootstrap: str, topic: str, out_topic: str, dlq: str, group: str, n: 
                 add("commit", pc() - t)
                 count("commit")
 
-    class TimedSink(KafkaSink):
+    class TimedSink(sink_base):  # type: ignore[misc,valid-type]
         def send(self, topic: str, key: Any, value: bytes, headers: Any = (), *,
                  context: Any = None) -> None:
             t = pc()
@@ -619,26 +642,34 @@ def _serve_latency(ready: Any, stop: Any, bootstrap: str, topic: str, out_topic:
 
 def _observe(ready: Any, warm_seen: Any, bootstrap: str, out_topic: str, partitions: int,
              n_warm: int, n_total: int, timeout_s: float) -> dict[str, Any]:
-    """Read the output topic; the latency of each output is now - its ``ts``."""
-    from kafka import KafkaConsumer, TopicPartition
+    """Read the output topic; the latency of each output is now - its ``ts``.
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="bench-observer",
-                             enable_auto_commit=False, auto_offset_reset="earliest",
-                             # The observer must not add latency of its own: Tansu may hold
-                             # a fetch for its whole max wait although data has arrived.
-                             fetch_max_wait_ms=10, max_poll_records=5_000)
-    consumer.assign([TopicPartition(out_topic, p) for p in range(partitions)])
-    consumer.poll(timeout_ms=100)  # connect and fetch metadata before the producer starts
+    librdkafka whatever the measured stack: the measuring consumer must take little CPU
+    from the runner it measures (the machine may have 2 cores), and the same for both.
+    """
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "client.id": "bench-observer",
+                         "group.id": "bench-observer", "enable.auto.commit": False,
+                         # The observer must not add latency of its own: Tansu may hold a
+                         # fetch for its whole max wait although data has arrived.
+                         "fetch.wait.max.ms": 10})
+    consumer.assign([TopicPartition(out_topic, p, OFFSET_BEGINNING)
+                     for p in range(partitions)])
+    consumer.poll(0.1)  # connect and fetch metadata before the producer starts
     ready.set()
     seen: list[tuple[float, float]] = []  # (ts sent, observed)
     deadline = time.monotonic() + timeout_s
     try:
         while len(seen) < n_total and time.monotonic() < deadline:
-            batches = consumer.poll(timeout_ms=100)
+            # One record (waiting up to 0.1 s), then whatever else has been fetched.
+            first = consumer.poll(0.1)
+            if first is None:
+                continue
             now = time.time()
-            for records in batches.values():
-                for r in records:
-                    seen.append((json.loads(r.value)["ts"], now))
+            for message in [first, *consumer.consume(5_000, 0)]:
+                if message.error() is None:
+                    seen.append((json.loads(message.value())["ts"], now))
             if len(seen) >= n_warm:
                 warm_seen.set()
     finally:
@@ -649,12 +680,15 @@ def _observe(ready: Any, warm_seen: Any, bootstrap: str, out_topic: str, partiti
 def _pace(go: Any, bootstrap: str, topic: str, n_warm: int, n: int, rate: float, keys: int,
           seed: int, timeout_s: float) -> dict[str, Any]:
     """Send ``n_warm`` events at once, wait for ``go``, then ``n`` at ``rate`` per second,
-    each with the wall clock at its send as ``ts``."""
-    from stream_rnn.io.kafka import KafkaSink
+    each with the wall clock at its send as ``ts``.
 
+    On librdkafka whatever the measured stack, like the observer: the load generator takes
+    as little CPU as it can from the runner, and the same for both stacks.
+    """
+    from stream_rnn.io.confluent import ConfluentSink as sink_cls
     warm = make_events(n_warm, keys, seed + 1)
     events = make_events(n, keys, seed + 2, start=n_warm)
-    with KafkaSink(bootstrap_servers=bootstrap, client_id="bench-pacer",
+    with sink_cls(bootstrap_servers=bootstrap, client_id="bench-pacer",
                    producer_options={"linger_ms": 1}) as sink:
         if not sink.connect(10.0):
             raise RuntimeError(f"producer cannot reach {bootstrap}")
@@ -689,7 +723,9 @@ _ROLES = {name: _role(fn) for name, fn in
            ("serve_latency", _serve_latency), ("observe", _observe), ("pace", _pace))}
 
 
-def _role_entry(name: str, conn: Any, *args: Any) -> None:
+def _role_entry(client: str, name: str, conn: Any, *args: Any) -> None:
+    global _stack
+    _stack = client
     _ROLES[name](conn, *args)
 
 
@@ -699,10 +735,10 @@ def _role_entry(name: str, conn: Any, *args: Any) -> None:
 class _Child:
     """One role in a spawned process; :meth:`result` waits for what it sends back."""
 
-    def __init__(self, ctx: Any, name: str, *args: Any) -> None:
+    def __init__(self, ctx: Any, client: str, name: str, *args: Any) -> None:
         self.name = name
         self._conn, child_conn = ctx.Pipe(duplex=False)
-        self.proc = ctx.Process(target=_role_entry, args=(name, child_conn, *args),
+        self.proc = ctx.Process(target=_role_entry, args=(client, name, child_conn, *args),
                                 name=f"bench-e2e-{name}", daemon=True)
         self.proc.start()
         child_conn.close()
@@ -793,12 +829,13 @@ def run_bench_e2e(config: E2EConfig, progress: TextIO | None = None) -> dict[str
         slack = 120.0 + n / 500.0  # generous: a broken run fails, a slow one does not
 
         def run_role(name: str, *args: Any) -> dict[str, Any]:
-            child = _Child(ctx, name, *args)
+            child = _Child(ctx, config.client, name, *args)
             children.append(child)
             return child.result(slack + 60.0)
 
         results: dict[str, Any] = {}
-        say(f"producing {n:,} events to {topics['in']} ({P} partitions, "
+        say(f"Kafka client {config.client}: producing {n:,} events to {topics['in']} "
+            f"({P} partitions, "
             f"{config.keys} keys)...")
         results["producer_only"] = run_role("produce", bootstrap, topics["in"], n,
                                             config.keys, config.seed)
@@ -827,13 +864,13 @@ def run_bench_e2e(config: E2EConfig, progress: TextIO | None = None) -> dict[str
         runner_ready, observer_ready, warm_seen, stop = (ctx.Event(), ctx.Event(),
                                                          ctx.Event(), ctx.Event())
         lat_timeout = slack + n_paced / config.rate
-        server = _Child(ctx, "serve_latency", runner_ready, stop, bootstrap,
+        server = _Child(ctx, config.client, "serve_latency", runner_ready, stop, bootstrap,
                         topics["lat-in"], topics["lat-out"], topics["dlq"],
                         f"bench-{run_id}-latency", P, config.keys, config.seed,
                         str(workdir / "ckpt-latency"), config.max_poll_records,
                         config.fetch_max_wait_ms, lat_timeout)
         children.append(server)
-        observer = _Child(ctx, "observe", observer_ready, warm_seen, bootstrap,
+        observer = _Child(ctx, config.client, "observe", observer_ready, warm_seen, bootstrap,
                           topics["lat-out"], P, n_warm, n_warm + n_paced, lat_timeout)
         children.append(observer)
         deadline = time.monotonic() + 120.0
@@ -845,7 +882,7 @@ def run_bench_e2e(config: E2EConfig, progress: TextIO | None = None) -> dict[str
             if time.monotonic() > deadline:
                 raise RuntimeError("the latency runner or observer did not get ready")
             time.sleep(0.05)
-        pacer = _Child(ctx, "pace", warm_seen, bootstrap, topics["lat-in"], n_warm,
+        pacer = _Child(ctx, config.client, "pace", warm_seen, bootstrap, topics["lat-in"], n_warm,
                        n_paced, config.rate, config.keys, config.seed, lat_timeout)
         children.append(pacer)
         paced = pacer.result(lat_timeout + 60.0)
@@ -878,8 +915,12 @@ def run_bench_e2e(config: E2EConfig, progress: TextIO | None = None) -> dict[str
     for name, goal in targets.items():
         goal["met"] = (goal["value"] <= goal["target"] if name.endswith("_ms")
                        else goal["value"] >= goal["target"])
+    from stream_rnn.io import kafka_classes
+
+    source_cls, sink_cls = kafka_classes(config.client)
     return {
         "config": {**asdict(config), "bootstrap": config.bootstrap or "local tansu",
+                   "stack": {"source": source_cls.__name__, "sink": sink_cls.__name__},
                    "paced_events": config.paced_events, "features": len(FEATURES),
                    "model": {k.split(".")[1]: v for k, v in MODEL.items()},
                    "group_timing": GROUP_TIMING},
@@ -896,9 +937,11 @@ def format_report(report: dict[str, Any]) -> str:
     """The printed table."""
     c = report["config"]
     lines = [
-        f"stream-rnn bench-e2e: {c['events']:,} events, {c['partitions']} partitions, "
+        f"stream-rnn bench-e2e, Kafka client {c['client']} ({c['stack']['source']} / "
+        f"{c['stack']['sink']}): {c['events']:,} events, {c['partitions']} partitions, "
         f"{c['keys']} keys, {c['features']} features; broker {c['bootstrap']}; "
-        f"consumer fetch_max_wait_ms {c['fetch_max_wait_ms'] or 'default (500)'}",
+        f"consumer fetch_max_wait_ms "
+        f"{c['fetch_max_wait_ms'] or _fetch_options(None)['fetch_max_wait_ms']}",
         f"model: sensor task, {c['model']['cell']} hidden {c['model']['hidden_size']}, "
         f"update_every {c['model']['update_every']}; one process per role; "
         f"{report['machine'].get('usable_cpus')} usable CPUs, load "
@@ -907,8 +950,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"{'measurement':<36}{'events/s':>12}{'seconds':>10}{'CPU s':>9}"
         f"{'events/CPU s':>14}",
     ]
-    for name, label in (("producer_only", "producer only (KafkaSink)"),
-                        ("consumer_only", "consumer only (KafkaSource)"),
+    for name, label in (("producer_only", f"producer only ({c['stack']['sink']})"),
+                        ("consumer_only", f"consumer only ({c['stack']['source']})"),
                         ("floor", "floor: consume+parse+encode+produce"),
                         ("serve", "serve (Runner, model)")):
         r = report[name]

@@ -32,12 +32,19 @@ def _positive_finite(x) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and x > 0
 
 
-def test_tiny_run_measures_everything_and_writes_json(kafka_broker, tmp_path, capsys):
+@pytest.mark.parametrize("client,source,sink", [
+    ("kafka-python", "KafkaSource", "KafkaSink"),
+    ("librdkafka", "ConfluentSource", "ConfluentSink"),
+])
+def test_tiny_run_measures_everything_and_writes_json(kafka_broker, tmp_path, capsys, client,
+                                                      source, sink):
     out = tmp_path / "e2e.json"
     assert main(["bench-e2e", "--bootstrap", kafka_broker, "--events", "400",
                  "--partitions", "2", "--rate", "1000", "--keys", "16",
-                 "--latency-events", "200", "--json", str(out)]) == 0
+                 "--latency-events", "200", "--client", client, "--json", str(out)]) == 0
     report = json.loads(out.read_text())
+    assert report["config"]["client"] == client
+    assert report["config"]["stack"] == {"source": source, "sink": sink}
 
     for name in MEASURED:
         r = report[name]
@@ -73,7 +80,9 @@ def test_tiny_run_measures_everything_and_writes_json(kafka_broker, tmp_path, ca
         assert math.isfinite(value) and value >= 0, (path, value)
 
     printed = capsys.readouterr().out
-    for text in ("serve / floor", "p99", "where the serve time goes", "targets:"):
+    for text in ("serve / floor", "p99", "where the serve time goes", "targets:",
+                 f"Kafka client {client} ({source} / {sink})", f"producer only ({sink})",
+                 f"consumer only ({source})"):
         assert text in printed
 
 
