@@ -39,6 +39,7 @@ from numba import types
 from numba.extending import overload
 
 from stream_rnn.cells._flags import FASTMATH, jit_noalloc
+from stream_rnn.cells.scaling import scale_targets
 
 # cfg (int64) slots
 C_CELL, C_ACT, C_LOSS, C_OPT = 0, 1, 2, 3
@@ -1017,14 +1018,15 @@ def learn_slot(cfg, hyper, offs, theta, grad, opt, counters, rng,
 def run_batch(cfg, hyper, offs, theta, grad, opt, counters, rng,
               ws_x, ws_g, ws_aux, ws_s, ws_o, ws_m, ws_d, ws_tmp,
               st_state, st_snap, st_ru, st_ry, st_len, st_pending,
-              slots, resets, U, Y, learn, outs, losses, norms):
+              slots, resets, U, Y, learn, outs, losses, norms, stats):
     """A whole batch in arrival order: for each event, predict then (if ``learn[i]``)
     learn, exactly as the per-event calls would.
 
     ``resets[i]`` zeroes the slot first (a new key took it). ``outs[i]`` gets the
     prediction made before learning from event ``i``; ``losses[i]``/``norms[i]`` the loss
-    and gradient norm of the update event ``i`` triggered, NaN when none ran. Returns the
-    number of updates.
+    and gradient norm of the update event ``i`` triggered, NaN when none ran (an update
+    can also report a NaN loss, so ``stats`` gets the last update's loss and norm, as
+    ``learn_slot`` would have left them). Returns the number of updates.
     """
     n_events = slots.shape[0]
     updates = 0
@@ -1043,7 +1045,120 @@ def run_batch(cfg, hyper, offs, theta, grad, opt, counters, rng,
                 updates += 1
                 losses[i] = loss
                 norms[i] = norm
+                stats[0] = loss
+                stats[1] = norm
         else:
             predict_slot(cfg, offs, theta, st_state, slot, U[i], outs[i], ws_g, ws_aux,
                          ws_tmp, ws_d)
     return updates
+
+
+# ---------------------------------------------------------------- per-event entry points
+#
+# The per-event API binds every argument but the slot once (``functools.partial``), so
+# these take the slot last. A prediction also keeps the step it computed, with what the
+# step depended on: the input, the state it started from, and the optimizer's step count
+# (the weights change only through an update, which advances it). Learning from the same
+# input on a state with the same bits, before any update, commits that step instead of
+# computing it again: the same numbers to the bit, one network step fewer per event.
+# ``ev_meta[0]`` is 1 while the kept step is usable and ``ev_meta[1]`` the step count.
+
+
+def _same_bits(a, b):
+    """Whether 1-D arrays ``a`` and ``b`` (same dtype and length) hold the same bits
+    (bits, not values: -0.0 and 0.0 are different states, and NaN must equal itself).
+    Compiled code uses the overload below; this body only runs uncompiled."""
+    ints = np.int32 if a.dtype == np.float32 else np.int64
+    return bool(np.array_equal(a.view(ints), b.view(ints)))
+
+
+@overload(_same_bits)
+def _same_bits_by_type(a, b):
+    ints = np.int32 if a.dtype == types.float32 else np.int64
+
+    def same_bits(a, b):
+        x = a.view(ints)
+        y = b.view(ints)
+        for i in range(x.shape[0]):
+            if x[i] != y[i]:
+                return False
+        return True
+
+    return same_bits
+
+
+@_exact
+def predict_event(cfg, offs, theta, counters, st_state, ws_g, ws_aux, ws_tmp,
+                  ev_u, ev_prev, ev_state, ev_out, ev_meta, u, out, slot):
+    """:func:`predict_slot` that keeps its step for :func:`learn_event` (see above)."""
+    L = cfg[C_LAYERS]
+    SW = cfg[C_SW]
+    if slot >= 0:
+        _copy_state(st_state[slot], ev_prev)
+    else:
+        for layer in range(L):
+            for j in range(SW):
+                ev_prev[layer, j] = 0.0
+    network_step(cfg, offs, theta, ev_prev, u, ev_state, ev_out, ws_g[0, 0], ws_aux[0, 0],
+                 ws_tmp[2])
+    for j in range(out.shape[0]):
+        out[j] = ev_out[j]
+    for j in range(u.shape[0]):
+        ev_u[j] = u[j]
+    ev_meta[0] = 1
+    ev_meta[1] = counters[K_STEP]
+
+
+@_exact
+def learn_event(cfg, hyper, offs, theta, grad, opt, counters, rng,
+                ws_x, ws_g, ws_aux, ws_s, ws_o, ws_m, ws_d, ws_tmp,
+                st_state, st_snap, st_ru, st_ry, st_len, st_pending,
+                ev_u, ev_prev, ev_state, ev_out, ev_meta, u, y, out, stats, slot):
+    """:func:`learn_slot`, committing the step :func:`predict_event` kept when it is the
+    same step (see above)."""
+    kept = ev_meta[0] == 1 and ev_meta[1] == counters[K_STEP] and _same_bits(u, ev_u)
+    if kept:
+        state = st_state[slot]
+        for layer in range(cfg[C_LAYERS]):
+            if not _same_bits(state[layer], ev_prev[layer]):
+                kept = False
+    # Whatever happens next, the kept step is spent: learning moves the state.
+    ev_meta[0] = 0
+    if kept:
+        for j in range(out.shape[0]):
+            out[j] = ev_out[j]
+        did, loss, norm = _learn_committed(cfg, hyper, offs, theta, grad, opt, counters, rng,
+                                           ws_x, ws_g, ws_aux, ws_s, ws_o, ws_m, ws_d, ws_tmp,
+                                           st_state, st_snap, st_ru, st_ry, st_len,
+                                           st_pending, slot, u, y, ev_state)
+    else:
+        did, loss, norm = _learn_slot(cfg, hyper, offs, theta, grad, opt, counters, rng,
+                                      ws_x, ws_g, ws_aux, ws_s, ws_o, ws_m, ws_d, ws_tmp,
+                                      st_state, st_snap, st_ru, st_ry, st_len, st_pending,
+                                      slot, u, y, out)
+    if did:
+        stats[0] = loss
+        stats[1] = norm
+    return did
+
+
+@_exact
+def learn_event_scaled(cfg, hyper, offs, theta, grad, opt, counters, rng,
+                       ws_x, ws_g, ws_aux, ws_s, ws_o, ws_m, ws_d, ws_tmp,
+                       st_state, st_snap, st_ru, st_ry, st_len, st_pending,
+                       ev_u, ev_prev, ev_state, ev_out, ev_meta, u, y, out, stats,
+                       scale, clip, memory, y_mean, y_var, y_count, y_raw, y_scaled, y_loc,
+                       y_scale, target, slot):
+    """:func:`learn_event` on a one-dimensional ``target``, standardized first by
+    :func:`~stream_rnn.cells.scaling.scale_targets` when ``scale`` (``y_raw``, ``y_loc``
+    and ``y_scale`` are its ``(1, 1)`` buffers), in the same call; ``y`` is ``y_scaled[0]``.
+    """
+    if scale:
+        y_raw[0, 0] = target
+        scale_targets(y_mean, y_var, y_count, y_raw, clip, memory, y_scaled, y_loc, y_scale)
+    else:
+        y_scaled[0, 0] = target
+    return learn_event(cfg, hyper, offs, theta, grad, opt, counters, rng,
+                       ws_x, ws_g, ws_aux, ws_s, ws_o, ws_m, ws_d, ws_tmp,
+                       st_state, st_snap, st_ru, st_ry, st_len, st_pending,
+                       ev_u, ev_prev, ev_state, ev_out, ev_meta, u, y, out, stats, slot)

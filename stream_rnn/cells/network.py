@@ -10,6 +10,9 @@ arguments so this module stays free of any entity bookkeeping.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import numpy as np
 
 from stream_rnn.cells import kernels as K
@@ -177,6 +180,7 @@ class Network:
         self.rng = np.array([(int(seed) * 0x9E3779B97F4A7C15 | 1) % 2**64], dtype=np.uint64)
         self.stats = np.zeros(2, dtype=np.float64)
         self._workspace = self._make_workspace(self.window)
+        self._step_kept = self._make_step_kept()
 
     # ------------------------------------------------------------- bookkeeping
 
@@ -184,6 +188,7 @@ class Network:
         # Workspace and gradient buffer are scratch: rebuilt on load, never persisted.
         state = self.__dict__.copy()
         state.pop("_workspace", None)
+        state.pop("_step_kept", None)
         state.pop("grad", None)
         return state
 
@@ -191,6 +196,20 @@ class Network:
         self.__dict__.update(state)
         self.grad = np.zeros_like(self.theta)
         self._workspace = self._make_workspace(self.window)
+        self._step_kept = self._make_step_kept()
+
+    def _make_step_kept(self) -> tuple[np.ndarray, ...]:
+        """Where a per-event prediction keeps its step for the learning call that follows
+        (see :meth:`bind_events`)."""
+        lay = self.layout
+        dt = self.dtype
+        return (
+            np.zeros(lay.input_size, dt),  # the input
+            np.zeros((lay.num_layers, lay.state_width), dt),  # the state it started from
+            np.zeros((lay.num_layers, lay.state_width), dt),  # the state it reached
+            np.zeros(lay.output_size, dt),  # the head output
+            np.zeros(2, np.int64),  # usable flag, optimizer step count
+        )
 
     def _make_workspace(self, steps: int) -> tuple[np.ndarray, ...]:
         lay = self.layout
@@ -327,9 +346,54 @@ class Network:
         """:meth:`learn` with arguments from :meth:`bind`."""
         return bool(K.learn_slot(*bound[2], slot, u, y, out, self.stats))
 
+    def bind_events(self, keyed: dict[str, np.ndarray], u: np.ndarray, y: np.ndarray,
+                    out: np.ndarray, scaled_target: tuple | None = None
+                    ) -> tuple[Callable[[int], None], Callable[..., int]]:
+        """``(predict, learn)``: the per-event calls with everything but the slot bound.
+
+        ``predict(slot)`` is :meth:`predict` and ``learn(slot)`` :meth:`learn` (it returns
+        1 when an update ran) on the input in ``u``, target in ``y`` and output in
+        ``out``; estimators fill those buffers, and bind again when the keyed arrays
+        reallocate. A ``learn`` that follows a ``predict`` of the same input from the same
+        state, with no update in between, reuses that prediction's step (the same numbers,
+        one network step fewer): the usual predict-then-learn loop costs one step per
+        event, not two. (Weights are taken to change only through updates, which the
+        optimizer counts; code that writes ``theta`` directly should bind again.)
+
+        With ``scaled_target = (scale, clip, memory, mean, var, count, raw, scaled, loc,
+        scale_out)`` (the arguments of :func:`~stream_rnn.cells.scaling.scale_targets` on
+        ``(1, 1)`` buffers, ``y`` being ``scaled[0]``) learning takes a one-dimensional
+        raw target, ``learn(target, slot)``, and standardizes it in the same compiled call
+        when ``scale`` is true (otherwise it is used as it is).
+        """
+        ws = self._workspace
+        kept = self._step_kept
+        kept[4][0] = 0
+        # The buffers themselves are bound, so they must already be what the kernels take.
+        for name, buf, width in (("u", u, self.layout.input_size),
+                                 ("y", y, self.layout.target_size),
+                                 ("out", out, self.layout.output_size)):
+            if not (isinstance(buf, np.ndarray) and buf.dtype == self.dtype
+                    and buf.shape == (width,) and buf.flags.c_contiguous
+                    and buf.flags.writeable):
+                raise ValueError(f"{name} must be a writable contiguous {self.dtype} array "
+                                 f"of shape ({width},)")
+        predict = functools.partial(
+            K.predict_event, self.cfg, self.offs, self.theta, self.counters, keyed["state"],
+            ws[1], ws[2], ws[7], *kept, u, out)
+        learn = functools.partial(
+            K.learn_event if scaled_target is None else K.learn_event_scaled,
+            self.cfg, self.hyper, self.offs, self.theta, self.grad, self.opt,
+            self.counters, self.rng, *ws,
+            keyed["state"], keyed["snapshot"], keyed["window_inputs"], keyed["window_targets"],
+            keyed["window_len"], keyed["pending"], *kept, u, y, out, self.stats,
+            *(scaled_target or ()))
+        return predict, learn
+
     def predict(self, keyed: dict[str, np.ndarray], slot: int, u: np.ndarray,
                 out: np.ndarray) -> None:
-        """Head output for ``u`` from ``slot``'s state (``slot=-1``: a new entity); no state moves."""
+        """Head output for ``u`` from ``slot``'s state (``slot=-1``: a new entity); no state
+        moves."""
         self.predict_bound(self.bind(keyed), slot, u, out)
 
     def learn(self, keyed: dict[str, np.ndarray], slot: int, u: np.ndarray, y: np.ndarray,
@@ -351,6 +415,7 @@ class Network:
 
         Returns ``(outputs, losses, grad_norms)``; ``outputs[i]`` is the prediction made
         before event ``i`` was learned, ``losses``/``grad_norms`` are NaN where no update ran.
+        ``stats`` ends as the per-event calls would leave it: the last update's loss and norm.
         """
         n = slots.shape[0]
         outs = np.empty((n, self.layout.output_size), dtype=self.dtype)
@@ -361,7 +426,9 @@ class Network:
             self.rng, *self._workspace,
             keyed["state"], keyed["snapshot"], keyed["window_inputs"], keyed["window_targets"],
             keyed["window_len"], keyed["pending"],
-            np.ascontiguousarray(slots, dtype=np.int64), np.ascontiguousarray(resets, dtype=np.bool_),
-            self._as(U, 2, self.layout.input_size, "U"), self._as(Y, 2, self.layout.target_size, "Y"),
-            np.ascontiguousarray(learn, dtype=np.bool_), outs, losses, norms)
+            np.ascontiguousarray(slots, dtype=np.int64),
+            np.ascontiguousarray(resets, dtype=np.bool_),
+            self._as(U, 2, self.layout.input_size, "U"),
+            self._as(Y, 2, self.layout.target_size, "Y"),
+            np.ascontiguousarray(learn, dtype=np.bool_), outs, losses, norms, self.stats)
         return outs, losses, norms

@@ -8,7 +8,8 @@ event fixes the feature slots. Until then they predict a neutral value.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,10 @@ class RNNBase:
     and implement ``_target_size`` and ``_loss``.
     """
 
+    # ``(features, n, values)``: ``values(x)`` reads a dict holding exactly the known
+    # features in slot order (see ``_vectorize``); rebuilt whenever the slots change.
+    _vector_plan: tuple[dict[Hashable, int], int, Callable[[dict], tuple]] | None = None
+
     def _init_common(self, **params: Any) -> None:
         for name, value in params.items():
             setattr(self, name, value)
@@ -63,6 +68,7 @@ class RNNBase:
         # models in the same state pickle identically whatever they last computed.
         state = self.__dict__.copy()
         state.pop("_buf", None)
+        state.pop("_vector_plan", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -141,6 +147,40 @@ class RNNBase:
         learned event gives a new feature the next free slot; a prediction ignores it).
         Nothing is mutated before every value has been checked.
         """
+        # Fast path for the usual event, a dict of exactly the known features: one C-level
+        # read of the values in slot order, and one sum that is finite only if every value
+        # is a finite number (a NaN or an infinity makes it NaN or infinite, a string or
+        # None a TypeError, and fsum converts each value as float() does). Anything else,
+        # an overflowing sum included, takes the checked path below, which gives the same
+        # vector or the precise error.
+        features = self._features
+        plan = self._vector_plan
+        if (plan is not None and plan[0] is features and plan[1] == len(x) == len(features)
+                == out.shape[0] and type(x) is dict):
+            try:
+                values = plan[2](x)
+                total = math.fsum(values)
+                if total - total == 0.0:
+                    out[:] = values
+                    return
+            except (KeyError, TypeError, ValueError, OverflowError):
+                pass
+        self._vectorize_checked(x, out, learning)
+        if plan is None or plan[0] is not self._features or plan[1] != len(self._features):
+            self._vector_plan = self._plan_vectors()
+
+    def _plan_vectors(self) -> tuple[dict[Hashable, int], int, Callable[[dict], tuple]] | None:
+        features = self._features
+        names = sorted(features, key=features.__getitem__)
+        if not names:
+            return None
+        if len(names) == 1:
+            (name,) = names
+            return features, 1, lambda x: (x[name],)
+        return features, len(names), itemgetter(*names)
+
+    def _vectorize_checked(self, x: Mapping[Hashable, Any], out: np.ndarray,
+                           learning: bool) -> None:
         features = self._features
         values = [0.0] * out.shape[0]
         new: list[Hashable] = []
@@ -262,7 +302,8 @@ class RNNBase:
             "attrs": {},
         }
         arrays: dict[str, np.ndarray] = {}
-        skip = {"_net", "_store", "_buf", "_features", "_n_inputs"} | set(meta["params"])
+        skip = ({"_net", "_store", "_buf", "_features", "_n_inputs", "_vector_plan"}
+                | set(meta["params"]))
         for name, value in self.__dict__.items():
             if name in skip:
                 continue

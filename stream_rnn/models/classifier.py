@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from river import base
 
-from stream_rnn.models.base import RNNBase
+from stream_rnn.models.base import GLOBAL_KEY, RNNBase
 
 __all__ = ["RNNClassifier"]
 
@@ -117,6 +117,13 @@ class RNNClassifier(RNNBase, base.Classifier):
         buf.u = np.zeros(self._net.layout.input_size, dtype=dt)
         buf.y = np.zeros(1, dtype=dt)
         buf.out = np.zeros(1, dtype=dt)
+        self._bind_events()
+
+    def _bind_events(self) -> None:
+        buf = self._buf
+        buf.predict, buf.learn = self._net.bind_events(self._store.arrays, buf.u, buf.y,
+                                                       buf.out)
+        buf.events_generation = self._store.generation
 
     def learn_one(self, x: dict, y: base.typing.ClfTarget, key: Hashable | None = None,
                   **kwargs: Any) -> None:
@@ -130,18 +137,28 @@ class RNNClassifier(RNNBase, base.Classifier):
         except ValueError:
             self._labels = labels_before
             raise
-        self._buf.y[0] = target
-        slot = self._slot_for_learning(key)
-        self._net.learn_bound(self._bound(), slot, self._buf.u, self._buf.y, self._buf.out)
+        buf = self._buf
+        buf.y[0] = target
+        store = self._store
+        slot, is_new = store.slot_for(GLOBAL_KEY if key is None else key)
+        if is_new:
+            store.clear(slot)
+        # Taking a slot can reallocate the store's arrays.
+        if buf.events_generation != store.generation:
+            self._bind_events()
+        buf.learn(slot)
 
     def predict_proba_one(self, x: dict, key: Hashable | None = None,
                           **kwargs: Any) -> dict[Any, float]:
         p = 0.5
         if self._net is not None:
-            self._vectorize(x, self._buf.u, learning=False)
-            slot = self._store.get(self._key(key))
-            self._net.predict_bound(self._bound(), slot, self._buf.u, self._buf.out)
-            logit = float(self._buf.out[0])
+            buf = self._buf
+            self._vectorize(x, buf.u, learning=False)
+            store = self._store
+            if buf.events_generation != store.generation:
+                self._bind_events()
+            buf.predict(store.get(GLOBAL_KEY if key is None else key))
+            logit = buf.out.item(0)
             p = 1.0 / (1.0 + math.exp(-logit)) if logit >= 0 else math.exp(logit) / (
                 1.0 + math.exp(logit))
         if all(label in (0, 1) for label in self._labels):

@@ -11,9 +11,14 @@ import numpy as np
 from river import base
 
 from stream_rnn.cells.scaling import scale_targets
-from stream_rnn.models.base import RNNBase, check_target
+from stream_rnn.models.base import GLOBAL_KEY, RNNBase, check_target
 
 __all__ = ["RNNRegressor"]
+
+# Target standardization: scaled targets are clipped to +-_TARGET_CLIP, and the running
+# statistics forget at the pace of an average over _TARGET_MEMORY events.
+_TARGET_CLIP = 10.0
+_TARGET_MEMORY = 100_000
 
 
 class RNNRegressor(RNNBase, base.Regressor):
@@ -137,41 +142,58 @@ class RNNRegressor(RNNBase, base.Regressor):
         buf.loc = np.zeros((1, 1))
         buf.scale = np.ones((1, 1))
         buf.out = np.zeros(self._net.layout.output_size, dtype=dt)
+        self._bind_events()
+
+    def _bind_events(self) -> None:
+        # Target scaling runs in the learning call itself (one compiled call per event).
+        buf = self._buf
+        scaled_target = (bool(self.scale_target), _TARGET_CLIP, _TARGET_MEMORY, self._y_mean,
+                         self._y_var, self._y_count, buf.y, buf.y_scaled, buf.loc, buf.scale)
+        buf.predict, buf.learn = self._net.bind_events(
+            self._store.arrays, buf.u, buf.y_scaled[0], buf.out, scaled_target)
+        buf.events_generation = self._store.generation
+
+    # The per-event methods below run once per event in a consumer loop: every attribute
+    # read and call here shows in the throughput, hence the plain inline code.
 
     def learn_one(self, x: dict, y: base.typing.RegTarget, key: Hashable | None = None,
                   **kwargs: Any) -> None:
         y_value = check_target(y)
-        self._ensure_built(x)
-        self._vectorize(x, self._buf.u, learning=True)
-        self._buf.y[0, 0] = y_value
-        if self.scale_target:
-            scale_targets(self._y_mean, self._y_var, self._y_count, self._buf.y, 10.0, 100_000,
-                          self._buf.y_scaled, self._buf.loc, self._buf.scale)
-        else:
-            self._buf.y_scaled[0, 0] = y_value
-        slot = self._slot_for_learning(key)
-        self._net.learn_bound(self._bound(), slot, self._buf.u, self._buf.y_scaled[0],
-                              self._buf.out)
+        if self._net is None:
+            self._ensure_built(x)
+        buf = self._buf
+        self._vectorize(x, buf.u, learning=True)
+        store = self._store
+        slot, is_new = store.slot_for(GLOBAL_KEY if key is None else key)
+        if is_new:
+            store.clear(slot)
+        # Taking a slot can reallocate the store's arrays.
+        if buf.events_generation != store.generation:
+            self._bind_events()
+        buf.learn(y_value, slot)
 
     def predict_one(self, x: dict, key: Hashable | None = None, **kwargs: Any) -> float:
         if self._net is None:
             return 0.0
-        self._vectorize(x, self._buf.u, learning=False)
-        slot = self._store.get(self._key(key))
-        self._net.predict_bound(self._bound(), slot, self._buf.u, self._buf.out)
-        return self._unscale(float(self._buf.out[0]))
+        buf = self._buf
+        self._vectorize(x, buf.u, learning=False)
+        store = self._store
+        if buf.events_generation != store.generation:
+            self._bind_events()
+        buf.predict(store.get(GLOBAL_KEY if key is None else key))
+        return self._unscale(buf.out.item(0))
 
     def _unscale(self, value: float) -> float:
         if not self.scale_target:
             return value
         # Same arithmetic as cells.scaling.location_scale, without a compiled call per event.
-        n = int(self._y_count[0])
+        n = self._y_count.item()
         if n == 0:
             return value
-        mean = float(self._y_mean[0, 0])
+        mean = self._y_mean.item()
         if n == 1:
             return value + mean
-        std = max(math.sqrt(float(self._y_var[0, 0])), 1e-6 * (1.0 + abs(mean)))
+        std = max(math.sqrt(self._y_var.item()), 1e-6 * (1.0 + abs(mean)))
         return value * std + mean
 
     def predict_learn_many(self, X: np.ndarray, y: np.ndarray, keys: list[Hashable] | None = None
@@ -197,8 +219,8 @@ class RNNRegressor(RNNBase, base.Regressor):
             y_scaled = np.empty((n, 1), dtype=self._net.dtype)
             loc = np.empty((n, 1))
             sc = np.empty((n, 1))
-            scale_targets(self._y_mean, self._y_var, self._y_count, y, 10.0, 100_000,
-                          y_scaled, loc, sc)
+            scale_targets(self._y_mean, self._y_var, self._y_count, y, _TARGET_CLIP,
+                          _TARGET_MEMORY, y_scaled, loc, sc)
         else:
             y_scaled, loc, sc = y.astype(self._net.dtype), np.zeros((n, 1)), np.ones((n, 1))
         outs, _, _ = self._net.run_batch(self._store.arrays, slots, resets, X, y_scaled,
