@@ -652,8 +652,10 @@ def _observe(ready: Any, warm_seen: Any, bootstrap: str, out_topic: str, partiti
     consumer = Consumer({"bootstrap.servers": bootstrap, "client.id": "bench-observer",
                          "group.id": "bench-observer", "enable.auto.commit": False,
                          # The observer must not add latency of its own: Tansu may hold a
-                         # fetch for its whole max wait although data has arrived.
-                         "fetch.wait.max.ms": 10})
+                         # fetch for its whole max wait although data has arrived, and
+                         # librdkafka holds a partition back after an empty fetch (EOF).
+                         "fetch.wait.max.ms": 10, "fetch.error.backoff.ms": 10,
+                         "socket.nagle.disable": True})
     consumer.assign([TopicPartition(out_topic, p, OFFSET_BEGINNING)
                      for p in range(partitions)])
     consumer.poll(0.1)  # connect and fetch metadata before the producer starts

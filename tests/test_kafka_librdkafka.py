@@ -238,6 +238,17 @@ def test_an_unknown_client_or_a_refused_setting_stops_serve_with_a_clear_error(t
     assert f"ssl_cafile: no such file: {missing}" in capsys.readouterr().err
 
 
+def test_serve_without_the_confluent_kafka_package_names_the_extra(monkeypatch, tmp_path,
+                                                                   capsys):
+    monkeypatch.setitem(sys.modules, "confluent_kafka", None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "stream_rnn.io.confluent")
+    assert main(["serve", "--bootstrap", "127.0.0.1:9", "--checkpoint-dir", str(tmp_path),
+                 "--metrics-addr", "127.0.0.1:0", "--kafka-client", "librdkafka"]) == 2
+    err = capsys.readouterr().err
+    assert "the librdkafka client needs the confluent-kafka package" in err
+    assert "pip install 'stream-rnn[librdkafka]'" in err
+
+
 def test_client_flag_names_its_environment_variable():
     out = subprocess.run([sys.executable, "-m", "stream_rnn", "serve", "--help"],
                          capture_output=True, text=True, check=True,

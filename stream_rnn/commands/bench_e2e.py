@@ -80,6 +80,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from stream_rnn.bench_e2e import BrokerUnavailable, format_report, run_bench_e2e
 
+    try:
+        # The pacer and the observer of the latency run use it whichever stack is measured.
+        import confluent_kafka  # noqa: F401
+    except ImportError:
+        print("stream-rnn bench-e2e: needs the confluent-kafka package: "
+              "pip install 'stream-rnn[librdkafka]'", file=sys.stderr)
+        return 2
     clients = KAFKA_CLIENTS if args.client == "both" else (args.client,)
     reports = {}
     for client in clients:

@@ -106,14 +106,15 @@ def serve(config, stop: threading.Event | None = None) -> int:
     # A revoking instance gets this long to checkpoint and commit; kept well inside the
     # poll interval so the group never evicts it for being slow.
     rebalance_timeout = min(30.0, k.max_poll_interval_ms / 2000.0)
-    source_cls, sink_cls = kafka_classes(k.client)
     source = sink = None
     try:
+        source_cls, sink_cls = kafka_classes(k.client)
         source = source_cls.from_config(k, consumer_options=consumer_options,
                                         rebalance_timeout_s=rebalance_timeout)
         sink = sink_cls.from_config(config.kafka)
     except ValueError as exc:
-        # Settings the client refuses (librdkafka checks them, and TLS files, at start).
+        # A client that is not installed, or settings it refuses (librdkafka checks them,
+        # and TLS files, at start).
         if source is not None:
             source.close()
         server.shutdown()

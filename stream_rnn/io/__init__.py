@@ -68,8 +68,11 @@ def kafka_classes(client: str) -> tuple[type, type]:
 
         return KafkaSource, KafkaSink
     if client == "librdkafka":
-        from stream_rnn.io.confluent import ConfluentSink, ConfluentSource
-
+        try:
+            from stream_rnn.io.confluent import ConfluentSink, ConfluentSource
+        except ImportError as exc:
+            raise ValueError(f"the librdkafka client needs the confluent-kafka package "
+                             f"({exc}): pip install 'stream-rnn[librdkafka]'") from None
         return ConfluentSource, ConfluentSink
     raise ValueError(f"unknown Kafka client {client!r}; known: kafka-python, librdkafka")
 

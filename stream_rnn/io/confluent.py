@@ -264,6 +264,8 @@ def _common_conf(bootstrap_servers: str | Sequence[str], client_id: str, health:
         "client.id": client_id,
         "socket.connection.setup.timeout.ms": max(1000, int(connect_timeout_s * 1000)),
         "reconnect.backoff.max.ms": max(10, int(reconnect_backoff_max_s * 1000)),
+        # Small requests (a flush per poll) must not wait for Nagle and delayed ACKs.
+        "socket.nagle.disable": True,
         "statistics.interval.ms": _STATS_INTERVAL_MS,
         "error_cb": health.on_error,
         "stats_cb": health.on_stats,
@@ -395,6 +397,11 @@ class ConfluentSource(Source):
                            reconnect_backoff_max_s, security),
             "group.id": group_id,
             "auto.offset.reset": "earliest",
+            # librdkafka counts an empty fetch at a new log end as an error (partition EOF)
+            # and holds that partition's next fetch back this long: 500 ms by default, which
+            # a record arriving meanwhile waits out. No longer than a fetch may wait.
+            "fetch.error.backoff.ms": min(100, max(10, int(conf.get("fetch.wait.max.ms",
+                                                                     100)))),
             **conf,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
