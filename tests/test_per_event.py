@@ -150,32 +150,37 @@ def test_batch_leaves_the_last_updates_loss_and_norm():
     assert net.stats[0] == losses[last] and net.stats[1] == norms[last]
 
 
-def test_vector_fast_path_gives_the_checked_paths_vector():
-    model = RNNRegressor(hidden_size=3, window=3, seed=0)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_vector_fast_path_gives_the_checked_paths_vector(dtype):
+    model = RNNRegressor(hidden_size=3, window=3, seed=0, dtype=dtype)
     model.learn_one({"b": 1.0, "a": 2.0, "c": 3.0}, 0.0)
-    checked = np.zeros(3, dtype=np.float32)
-    fast = np.zeros(3, dtype=np.float32)
+    ints = np.int32 if dtype == "float32" else np.int64
+    checked = np.zeros(3, dtype=dtype)
+    other = np.zeros(3, dtype=dtype)
     cases = [
         {"a": 0.1, "b": -0.2, "c": 0.3},
         {"c": 0.3, "a": 0.1, "b": -0.2},  # another order
         {"a": 1, "b": True, "c": np.float32(0.25)},  # ints, bools, NumPy scalars
         {"a": np.float64(1e308), "b": 1e308, "c": -0.0},  # finite, though the sum is not
-        {"a": 16777217, "b": 2.0**60 + 1, "c": 3.4e39},  # rounded to float32
+        {"a": 16777217, "b": 2.0**60 + 1, "c": 3.4e39},  # rounded (float32: to inf)
         {"a": 0.5, "c": 1.5},  # a feature missing
     ]
     for x in cases:
-        fast[:] = np.nan
         with np.errstate(over="ignore"):
             model._vectorize_checked(x, checked, learning=False)
-            model._vectorize(x, fast, learning=False)
-        np.testing.assert_array_equal(fast.view(np.int32), checked.view(np.int32),
-                                      err_msg=repr(x))
+            # The estimator's own input buffer (packed) and any other array (assigned).
+            for out in (model._buf.u, other):
+                out[:] = np.nan
+                model._vectorize(x, out, learning=False)
+                np.testing.assert_array_equal(out.view(ints), checked.view(ints),
+                                              err_msg=repr(x))
+    assert model._vector_plan[3] is model._buf.u
     for bad, name in (({"a": 0.1, "b": float("nan"), "c": 0.3}, "'b'"),
                       ({"a": 0.1, "b": 0.2, "c": float("inf")}, "'c'"),
                       ({"a": "x", "b": 0.2, "c": 0.3}, "'a'"),
                       ({"a": 0.1, "b": None, "c": 0.3}, "'b'")):
         with pytest.raises(ValueError, match=name):
-            model._vectorize(bad, fast, learning=False)
+            model._vectorize(bad, model._buf.u, learning=False)
 
 
 def test_pickled_model_rebinds_its_per_event_calls():

@@ -29,6 +29,30 @@ __all__ = ["Network"]
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
+def _bind_compiled(kernel: Callable, bound: tuple, call_args: tuple) -> Callable:
+    """``kernel`` with the arguments ``bound`` bound, to be called with arguments of the
+    same types as ``call_args``.
+
+    A compiled kernel's dispatcher works out the type of every argument on every call,
+    which for the per-event kernels' forty-odd arguments costs as much as the prediction
+    itself. The types never change here (the bound arrays are fixed, the call arguments
+    are a Python int slot and a Python float target), so the compiled function for them
+    is looked up once and called directly: the function the dispatcher would have called.
+    Without a compiler (``NUMBA_DISABLE_JIT``) or should Numba's dispatcher change shape,
+    the kernel itself is bound.
+    """
+    try:
+        signature = tuple(kernel.typeof_pyval(a) for a in (*bound, *call_args))
+        compiled = kernel.overloads.get(signature)
+        if compiled is None:
+            kernel.compile(signature)
+            compiled = kernel.overloads[signature]
+        entry = compiled.entry_point
+    except (AttributeError, KeyError):
+        entry = kernel
+    return functools.partial(entry, *bound)
+
+
 class Network:
     """Stacked recurrent cells with a linear head, trained by truncated BPTT.
 
@@ -378,16 +402,17 @@ class Network:
                     and buf.flags.writeable):
                 raise ValueError(f"{name} must be a writable contiguous {self.dtype} array "
                                  f"of shape ({width},)")
-        predict = functools.partial(
-            K.predict_event, self.cfg, self.offs, self.theta, self.counters, keyed["state"],
-            ws[1], ws[2], ws[7], *kept, u, out)
-        learn = functools.partial(
+        predict = _bind_compiled(
+            K.predict_event, (self.cfg, self.offs, self.theta, self.counters, keyed["state"],
+                              ws[1], ws[2], ws[7], *kept, u, out), (0,))
+        learn = _bind_compiled(
             K.learn_event if scaled_target is None else K.learn_event_scaled,
-            self.cfg, self.hyper, self.offs, self.theta, self.grad, self.opt,
-            self.counters, self.rng, *ws,
-            keyed["state"], keyed["snapshot"], keyed["window_inputs"], keyed["window_targets"],
-            keyed["window_len"], keyed["pending"], *kept, u, y, out, self.stats,
-            *(scaled_target or ()))
+            (self.cfg, self.hyper, self.offs, self.theta, self.grad, self.opt,
+             self.counters, self.rng, *ws,
+             keyed["state"], keyed["snapshot"], keyed["window_inputs"], keyed["window_targets"],
+             keyed["window_len"], keyed["pending"], *kept, u, y, out, self.stats,
+             *(scaled_target or ())),
+            (0,) if scaled_target is None else (0.0, 0))
         return predict, learn
 
     def predict(self, keyed: dict[str, np.ndarray], slot: int, u: np.ndarray,

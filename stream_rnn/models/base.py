@@ -8,6 +8,7 @@ event fixes the feature slots. Until then they predict a neutral value.
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Callable, Hashable, Mapping
 from operator import itemgetter
 from typing import Any
@@ -18,6 +19,10 @@ from stream_rnn.cells.network import Network
 from stream_rnn.state.store import KeyedState
 
 __all__ = ["RNNBase", "GLOBAL_KEY"]
+
+# features, their number, values(x) in slot order, the array pack writes into, pack.
+VectorPlan = tuple[dict[Hashable, int], int, Callable[[dict], tuple], np.ndarray | None,
+                   Callable[..., None] | None]
 
 #: The key used when ``key=None``: one global sequence, as River's checks expect.
 GLOBAL_KEY = "__global__"
@@ -48,9 +53,8 @@ class RNNBase:
     and implement ``_target_size`` and ``_loss``.
     """
 
-    # ``(features, n, values)``: ``values(x)`` reads a dict holding exactly the known
-    # features in slot order (see ``_vectorize``); rebuilt whenever the slots change.
-    _vector_plan: tuple[dict[Hashable, int], int, Callable[[dict], tuple]] | None = None
+    # The fast path of ``_vectorize`` (see ``_plan_vectors``); rebuilt when slots change.
+    _vector_plan: VectorPlan | None = None
 
     def _init_common(self, **params: Any) -> None:
         for name, value in params.items():
@@ -150,34 +154,51 @@ class RNNBase:
         # Fast path for the usual event, a dict of exactly the known features: one C-level
         # read of the values in slot order, and one sum that is finite only if every value
         # is a finite number (a NaN or an infinity makes it NaN or infinite, a string or
-        # None a TypeError, and fsum converts each value as float() does). Anything else,
-        # an overflowing sum included, takes the checked path below, which gives the same
-        # vector or the precise error.
-        features = self._features
+        # None a TypeError, and fsum converts each value as float() does). The values are
+        # then written as the checked path writes them (float(), then rounded to the
+        # array's dtype). Anything else, an overflowing sum or a value too large for
+        # float32 included, takes the checked path, which gives the same vector or the
+        # precise error.
         plan = self._vector_plan
-        if (plan is not None and plan[0] is features and plan[1] == len(x) == len(features)
-                == out.shape[0] and type(x) is dict):
+        if (plan is not None and plan[0] is self._features and type(x) is dict
+                and len(x) == plan[1] == len(plan[0])):
             try:
                 values = plan[2](x)
                 total = math.fsum(values)
                 if total - total == 0.0:
-                    out[:] = values
-                    return
-            except (KeyError, TypeError, ValueError, OverflowError):
+                    if out is plan[3]:
+                        plan[4](out, 0, *values)
+                        return
+                    if out.shape[0] == plan[1]:
+                        out[:] = values
+                        return
+            except (KeyError, TypeError, ValueError, OverflowError, struct.error):
                 pass
         self._vectorize_checked(x, out, learning)
         if plan is None or plan[0] is not self._features or plan[1] != len(self._features):
-            self._vector_plan = self._plan_vectors()
+            self._vector_plan = self._plan_vectors(out)
 
-    def _plan_vectors(self) -> tuple[dict[Hashable, int], int, Callable[[dict], tuple]] | None:
+    def _plan_vectors(self, out: np.ndarray) -> VectorPlan | None:
+        """The fast path's plan for the current slots: the features dict it is valid for,
+        their number, a function reading their values from a dict in slot order, and the
+        array (``out``, when every slot is a feature) that a packer writes values into."""
         features = self._features
         names = sorted(features, key=features.__getitem__)
         if not names:
             return None
         if len(names) == 1:
             (name,) = names
-            return features, 1, lambda x: (x[name],)
-        return features, len(names), itemgetter(*names)
+            values: Callable[[dict], tuple] = lambda x: (x[name],)  # noqa: E731
+        else:
+            values = itemgetter(*names)
+        codes = {np.dtype(np.float32): "f", np.dtype(np.float64): "d"}
+        if (out.ndim == 1 and out.shape[0] == len(names) and out.dtype in codes
+                and out.flags.c_contiguous and out.flags.writeable
+                and out.dtype.byteorder in "=|"):
+            # The array's own memory, in its native layout: packing is numpy's cast.
+            return features, len(names), values, out, struct.Struct(
+                f"={len(names)}{codes[out.dtype]}").pack_into
+        return features, len(names), values, None, None
 
     def _vectorize_checked(self, x: Mapping[Hashable, Any], out: np.ndarray,
                            learning: bool) -> None:

@@ -181,12 +181,11 @@ class RNNRegressor(RNNBase, base.Regressor):
         if buf.events_generation != store.generation:
             self._bind_events()
         buf.predict(store.get(GLOBAL_KEY if key is None else key))
-        return self._unscale(buf.out.item(0))
-
-    def _unscale(self, value: float) -> float:
+        value = buf.out.item(0)
         if not self.scale_target:
             return value
-        # Same arithmetic as cells.scaling.location_scale, without a compiled call per event.
+        # Back to the target's units: the arithmetic of cells.scaling.location_scale and of
+        # predict_learn_many, without a compiled call per event.
         n = self._y_count.item()
         if n == 0:
             return value
