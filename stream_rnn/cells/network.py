@@ -5,7 +5,8 @@ It validates settings once, allocates every array the kernels need, and exposes 
 sequence-level operations (step, forward, loss and gradient, optimizer step) that tests
 and estimators use. Keyed learning over many entities goes through :meth:`Network.learn`,
 :meth:`Network.predict` and :meth:`Network.run_batch`, which take the keyed arrays as
-arguments so this module stays free of any entity bookkeeping.
+arguments so this module stays free of any entity bookkeeping; the per-event API binds
+them once with :meth:`Network.bind_events`.
 """
 
 from __future__ import annotations
