@@ -1052,8 +1052,10 @@ class ConfluentSink(Sink):
         """Fetch ``topic``'s metadata now (its first write would wait for it); returns its
         partition count."""
         self.connect()
-        assert self._producer is not None  # noqa: S101 -- connect() made it
-        metadata = self._producer.list_topics(topic, timeout=timeout_s)
+        producer = self._producer
+        if producer is None:
+            raise RuntimeError("ConfluentSink has no producer")
+        metadata = producer.list_topics(topic, timeout=timeout_s)
         found = metadata.topics.get(topic)
         if found is None or found.error is not None:
             raise RuntimeError(f"topic {topic!r} unavailable: "
