@@ -14,13 +14,14 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from broker import free_port, produce
+from broker import FAST_GROUP, free_port, produce
 from prometheus_client import CollectorRegistry
 from test_daemon_kafka import (
     MODEL,
@@ -38,8 +39,9 @@ from test_daemon_kafka import (
 from stream_rnn.cli import main
 from stream_rnn.config import ConfigError, load
 from stream_rnn.daemon import Runner
-from stream_rnn.io import DeliveryError
-from stream_rnn.io.confluent import ConfluentSink
+from stream_rnn.io import CommitError, DeliveryError
+from stream_rnn.io.base import Partition
+from stream_rnn.io.confluent import ConfluentSink, ConfluentSource
 from stream_rnn.io.memory import MemorySink, MemorySource
 from stream_rnn.metrics import Metrics
 
@@ -203,6 +205,109 @@ def test_no_broker_is_logged_and_reported_not_ready_and_sigterm_still_stops(tmp_
             raise
     assert code == 0
     assert "Traceback" not in _logs(tmp_path)
+
+
+def _poll_until(source, done, timeout_s=30.0, on_request=None):
+    """Poll like the runner (taking rebalance steps first) until ``done(records)``."""
+    records = []
+    deadline = time.monotonic() + timeout_s
+    while not done(records):
+        assert time.monotonic() < deadline, f"got {[(r.partition, r.offset) for r in records]}"
+        for request in source.rebalance_requests():
+            if on_request is not None:
+                on_request(request)
+            request.done()
+        for batch in source.poll(0.2, 500).values():
+            records.extend(batch)
+    return records
+
+
+def test_source_seeks_at_assignment_pauses_resumes_reports_lag_and_commits(kafka_broker,
+                                                                           new_topic):
+    topic = new_topic(2)
+    p0, p1 = Partition(topic, 0), Partition(topic, 1)
+    produce(kafka_broker, topic, [(p, None, b"%d" % i) for p in (0, 1) for i in range(10)])
+    source = ConfluentSource([topic], bootstrap_servers=kafka_broker,
+                             group_id=f"g-src-{time.monotonic_ns()}",
+                             consumer_options=FAST_GROUP, rebalance_timeout_s=5.0)
+    try:
+        def restore(request):  # as the runner does with its checkpoints
+            if request.kind == "assigned":
+                source.seek(p1, 3)
+
+        got = _poll_until(source, lambda rs: len(rs) == 17, on_request=restore)
+        assert sorted((r.partition, r.offset) for r in got) == (
+            [(0, o) for o in range(10)] + [(1, o) for o in range(3, 10)])
+        assert source.ready()
+        assert source.lag() == {p0: 0, p1: 0}
+
+        source.pause([p0])
+        produce(kafka_broker, topic, [(p, None, b"late") for p in (0, 1) for _ in range(5)])
+        got = _poll_until(source, lambda rs: len(rs) == 5)
+        assert [(r.partition, r.offset) for r in got] == [(1, o) for o in range(10, 15)]
+        time.sleep(0.5)
+        assert source.poll(0.3, 500) == {}  # still paused
+        assert source.lag()[p1] == 0
+
+        source.resume([p0])
+        got = _poll_until(source, lambda rs: len(rs) == 5)
+        assert [(r.partition, r.offset) for r in got] == [(0, o) for o in range(10, 15)]
+
+        source.seek(p1, 12)
+        got = _poll_until(source, lambda rs: len(rs) == 3)
+        assert [(r.partition, r.offset) for r in got] == [(1, 12), (1, 13), (1, 14)]
+
+        source.commit({p0: 15, p1: 15})
+        assert source.committed(p0) == 15 and source.committed(p1) == 15
+        with pytest.raises(CommitError, match="not assigned here") as info:
+            source.commit({Partition(topic, 7): 1})
+        assert not info.value.retriable
+    finally:
+        source.close()
+
+
+def test_a_revoke_not_done_in_time_expires_and_its_commit_is_refused(kafka_broker,
+                                                                     new_topic):
+    topic = new_topic(2)
+    group = f"g-expire-{time.monotonic_ns()}"
+
+    def member():
+        return ConfluentSource([topic], bootstrap_servers=kafka_broker, group_id=group,
+                               consumer_options=FAST_GROUP, rebalance_timeout_s=1.0)
+
+    a, b = member(), member()
+    stop = threading.Event()
+    joiner = None
+    try:
+        _poll_until(a, lambda rs: len(a.assignment()) == 2)
+
+        def run_b():
+            while not stop.is_set():
+                for request in b.rebalance_requests():
+                    request.done()
+                b.poll(0.2, 500)
+
+        joiner = threading.Thread(target=run_b, daemon=True)
+        joiner.start()
+        deadline = time.monotonic() + 30
+        revoke = None
+        while revoke is None:
+            assert time.monotonic() < deadline, "no revoke came"
+            a.poll(0.2, 500)
+            revoke = next((r for r in a.rebalance_requests() if r.kind == "revoked"), None)
+        time.sleep(1.5)  # the runner is slow: the consumer goes on without it
+        assert revoke.expired
+        with pytest.raises(CommitError, match="no longer ours") as info:
+            a.commit({p: 1 for p in revoke.partitions})
+        assert not info.value.retriable
+        revoke.done()
+        assert a.assignment().isdisjoint(revoke.partitions)
+    finally:
+        stop.set()
+        a.close()
+        if joiner is not None:
+            joiner.join(5)
+        b.close()
 
 
 def test_a_write_that_cannot_be_made_is_reported_by_flush_with_its_context():
