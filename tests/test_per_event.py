@@ -42,11 +42,12 @@ def _assert_same_model(a, b):
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "elman"])
 @pytest.mark.parametrize("update_every", [1, 4])
-@pytest.mark.parametrize("max_keys", [100, 3])
-def test_float32_per_event_loop_and_batch_agree_bit_for_bit(cell, update_every, max_keys):
-    X, y, keys, names = _events(240, 7, seed=cell.__len__() + update_every)
+@pytest.mark.parametrize(("max_keys", "dtype"), [(100, "float32"), (3, "float32"),
+                                                 (3, "float64")])
+def test_per_event_loop_and_batch_agree_bit_for_bit(cell, update_every, max_keys, dtype):
+    X, y, keys, names = _events(240, 7, seed=len(cell) + update_every)
     params = dict(cell=cell, hidden_size=6, window=6, update_every=update_every, seed=3,
-                  max_keys=max_keys, dtype="float32")
+                  max_keys=max_keys, dtype=dtype)
     loop, batch = RNNRegressor(**params), RNNRegressor(**params)
     first = _row(names, X[0])
     for m in (loop, batch):

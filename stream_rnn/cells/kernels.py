@@ -1162,3 +1162,31 @@ def learn_event_scaled(cfg, hyper, offs, theta, grad, opt, counters, rng,
                        ws_x, ws_g, ws_aux, ws_s, ws_o, ws_m, ws_d, ws_tmp,
                        st_state, st_snap, st_ru, st_ry, st_len, st_pending,
                        ev_u, ev_prev, ev_state, ev_out, ev_meta, u, y, out, stats, slot)
+
+
+# Strict IEEE arithmetic (no fastmath at all, so no fused multiply-add): the value must be
+# the one NumPy computes for the batch path, ``out * scale + loc`` as two operations.
+@jit_noalloc(fastmath=False)
+def _unscaled(value, scale, y_mean, y_var, y_count):
+    v = float(value)
+    n = y_count[0]
+    if not scale or n == 0:
+        return v
+    mean = y_mean[0, 0]
+    if n == 1:
+        return v + mean
+    # The location and scale of scaling.location_scale.
+    std = max(math.sqrt(y_var[0, 0]), 1e-6 * (1.0 + abs(mean)))
+    return v * std + mean
+
+
+@_exact
+def predict_event_scaled(cfg, offs, theta, counters, st_state, ws_g, ws_aux, ws_tmp,
+                         ev_u, ev_prev, ev_state, ev_out, ev_meta, u, out,
+                         scale, y_mean, y_var, y_count, slot):
+    """:func:`predict_event` for a one-dimensional target standardized by
+    :func:`~stream_rnn.cells.scaling.scale_targets` (when ``scale``): returns the
+    prediction in the target's units, with the statistics as they are now."""
+    predict_event(cfg, offs, theta, counters, st_state, ws_g, ws_aux, ws_tmp,
+                  ev_u, ev_prev, ev_state, ev_out, ev_meta, u, out, slot)
+    return _unscaled(out[0], scale, y_mean, y_var, y_count)

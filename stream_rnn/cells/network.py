@@ -389,7 +389,8 @@ class Network:
         scale_out)`` (the arguments of :func:`~stream_rnn.cells.scaling.scale_targets` on
         ``(1, 1)`` buffers, ``y`` being ``scaled[0]``) learning takes a one-dimensional
         raw target, ``learn(target, slot)``, and standardizes it in the same compiled call
-        when ``scale`` is true (otherwise it is used as it is).
+        when ``scale`` is true (otherwise it is used as it is); ``predict(slot)`` then also
+        returns the prediction in the target's units (``out`` keeps the network's).
         """
         ws = self._workspace
         kept = self._step_kept
@@ -403,9 +404,14 @@ class Network:
                     and buf.flags.writeable):
                 raise ValueError(f"{name} must be a writable contiguous {self.dtype} array "
                                  f"of shape ({width},)")
-        predict = _bind_compiled(
-            K.predict_event, (self.cfg, self.offs, self.theta, self.counters, keyed["state"],
-                              ws[1], ws[2], ws[7], *kept, u, out), (0,))
+        predict_args = (self.cfg, self.offs, self.theta, self.counters, keyed["state"],
+                        ws[1], ws[2], ws[7], *kept, u, out)
+        if scaled_target is None:
+            predict = _bind_compiled(K.predict_event, predict_args, (0,))
+        else:
+            scale, _, _, mean, var, count = scaled_target[:6]
+            predict = _bind_compiled(K.predict_event_scaled,
+                                     (*predict_args, scale, mean, var, count), (0,))
         learn = _bind_compiled(
             K.learn_event if scaled_target is None else K.learn_event_scaled,
             (self.cfg, self.hyper, self.offs, self.theta, self.grad, self.opt,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable
 from types import SimpleNamespace
 from typing import Any
@@ -180,20 +179,9 @@ class RNNRegressor(RNNBase, base.Regressor):
         store = self._store
         if buf.events_generation != store.generation:
             self._bind_events()
-        buf.predict(store.get(GLOBAL_KEY if key is None else key))
-        value = buf.out.item(0)
-        if not self.scale_target:
-            return value
-        # Back to the target's units: the arithmetic of cells.scaling.location_scale and of
-        # predict_learn_many, without a compiled call per event.
-        n = self._y_count.item()
-        if n == 0:
-            return value
-        mean = self._y_mean.item()
-        if n == 1:
-            return value + mean
-        std = max(math.sqrt(self._y_var.item()), 1e-6 * (1.0 + abs(mean)))
-        return value * std + mean
+        # In the target's units: the arithmetic of cells.scaling.location_scale and of
+        # predict_learn_many, in the same compiled call.
+        return buf.predict(store.get(GLOBAL_KEY if key is None else key))
 
     def predict_learn_many(self, X: np.ndarray, y: np.ndarray, keys: list[Hashable] | None = None
                            ) -> np.ndarray:
