@@ -163,14 +163,15 @@ def _assert_same_state(workdir, topic, reference):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _compiled_kernels():
+def _compiled_kernels(tmp_path_factory):
     # Compile (and cache) the kernels once in-process so daemon subprocesses start fast.
     source = MemorySource()
     for partition, key, value in _events(20, 2):
         source.append("warm", partition, key, value)
     source.assign_all()
     cfg = load(env={}, overrides={"kafka.input_topics": "warm",
-                                  "state.checkpoint_dir": "/tmp/stream-rnn-warm", **MODEL})
+                                  "state.checkpoint_dir": str(tmp_path_factory.mktemp("warm")),
+                                  **MODEL})
     Runner(cfg, source, MemorySink(), Metrics.create(CollectorRegistry())).run(
         max_idle_polls=1)
 
