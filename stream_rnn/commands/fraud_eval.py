@@ -19,30 +19,12 @@ import sys
 import time
 from pathlib import Path
 
+from stream_rnn.commands._args import non_negative_real, positive_int
+
 __all__ = ["add_parser", "run"]
 
 EXIT_INPUT_ERROR = 2
 REPORT_FILE = "fraud_eval.json"
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be finite and >= 0, got {text!r}")
-    return value
 
 
 def _json_loads():
@@ -76,19 +58,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     p.add_argument("files", nargs="+", type=Path, metavar="FILE",
                    help="JSON-lines transaction files, replayed in order as one stream")
-    p.add_argument("--label-delay-days", type=_non_negative_float, default=7.0, metavar="D",
+    p.add_argument("--label-delay-days", type=non_negative_real, default=7.0, metavar="D",
                    help="days after a transaction at which its label reaches the model "
                         "(default 7)")
     p.add_argument("--scores", type=Path, default=None, metavar="OUT.csv",
                    help="write tx_id,key,ts,score,label for every event")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help=f"write DIR/{REPORT_FILE}")
-    p.add_argument("--limit", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N",
                    help="stop after N events")
-    p.add_argument("--later-from-day", type=_positive_int, default=None, metavar="DAY",
+    p.add_argument("--later-from-day", type=positive_int, default=None, metavar="DAY",
                    help="first day (0-based, from the stream's first UTC day) of the "
                         "'later part' (default 56: after the first eight weeks)")
-    p.add_argument("--top-k", type=_positive_int, default=100, metavar="K",
+    p.add_argument("--top-k", type=positive_int, default=100, metavar="K",
                    help="cards investigated per day for card precision (default 100)")
     p.add_argument("--keys", default="key,terminal", metavar="LIST",
                    help="comma-separated key fields of an event (default key,terminal); "
@@ -98,7 +80,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--no-aggregates", action="store_true",
                    help="ablation: no engineered activity/amount aggregates")
     p.add_argument("--seed", type=int, default=0, help="model seed (default 0)")
-    p.add_argument("--chunk", type=_positive_int, default=4096, metavar="N",
+    p.add_argument("--chunk", type=positive_int, default=4096, metavar="N",
                    help="events per batch call (default 4096; results do not depend on it)")
     p.set_defaults(func=run)
     return p

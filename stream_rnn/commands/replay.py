@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from stream_rnn.commands._args import positive_int, positive_real, probability
+
 __all__ = ["add_parser", "run", "resolve_scenario"]
 
 EXIT_CHECK_FAILED = 1
@@ -25,36 +27,6 @@ BUNDLED = Path(__file__).resolve().parents[2] / "scenarios"
 #: Sections ``--set`` accepts: model arguments and ``scoring.threshold``.
 SETTABLE = ("model", "scoring")
 SCORES_FILE, SUMMARY_FILE, REPORT_FILE = "scores.jsonl", "summary.json", "report.html"
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _speed(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
-
-
-def _probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text!r}")
-    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -70,16 +42,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "scenario (plant, ...)")
     p.add_argument("--out", metavar="DIR", type=Path, default=None,
                    help="output directory (default: out/replay/<scenario name>)")
-    p.add_argument("--speed", metavar="X", type=_speed, default=None,
+    p.add_argument("--speed", metavar="X", type=positive_real, default=None,
                    help="pace the replay at the recorded rate times X (default: as fast as "
                         "possible)")
-    p.add_argument("--limit", metavar="N", type=_positive_int, default=None,
+    p.add_argument("--limit", metavar="N", type=positive_int, default=None,
                    help="replay only the first N records")
-    p.add_argument("--threshold", metavar="T", type=_probability, default=None,
+    p.add_argument("--threshold", metavar="T", type=probability, default=None,
                    help="flag scores above T (default: the scenario's, else 0.999)")
     p.add_argument("--keys", metavar="A,B", default=None,
                    help="comma-separated keys to chart (default: the top keys by score)")
-    p.add_argument("--top-keys", metavar="K", type=_positive_int, default=6,
+    p.add_argument("--top-keys", metavar="K", type=positive_int, default=6,
                    help="chart the K keys with the highest scores (default: 6)")
     p.add_argument("--set", metavar="SECTION.FIELD=VALUE", action="append", default=[],
                    dest="assignments",

@@ -18,29 +18,11 @@ import sys
 import time
 from pathlib import Path
 
+from stream_rnn.commands._args import fraction, positive_int
+
 __all__ = ["add_parser", "run"]
 
 EXIT_INPUT_ERROR = 2
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
-    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -48,17 +30,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                               description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("scenario", type=Path, help="scenario folder (or its scenario.toml)")
-    p.add_argument("--trials", type=_positive_int, default=27,
+    p.add_argument("--trials", type=positive_int, default=27,
                    help="configurations to try (default 27)")
     p.add_argument("--seed", type=int, default=0, help="seed of the search (default 0)")
     p.add_argument("--metric", default=None,
                    help="summary metric to optimize (default: average_precision for sensor "
                         "and fraud, mae for forecast); errors and delays are minimized")
-    p.add_argument("--eta", type=_positive_int, default=3,
+    p.add_argument("--eta", type=positive_int, default=3,
                    help="keep the best 1/eta of the trials at each rung (default 3)")
-    p.add_argument("--min-fraction", type=_fraction, default=0.1,
+    p.add_argument("--min-fraction", type=fraction, default=0.1,
                    help="shortest prefix of the stream a trial replays (default 0.1)")
-    p.add_argument("--workers", type=_positive_int, default=None,
+    p.add_argument("--workers", type=positive_int, default=None,
                    help="parallel trials (default: the number of cores)")
     p.add_argument("--out", type=Path, default=None, help="also write the TOML here")
     p.set_defaults(func=run)
