@@ -9,6 +9,8 @@ the only module that reads ``os.environ``.
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import os
 import tomllib
 import types
@@ -31,6 +33,7 @@ __all__ = [
     "TaskParams",
     "load",
     "env_var",
+    "dump_toml",
 ]
 
 ENV_PREFIX = "STREAM_RNN_"
@@ -353,3 +356,50 @@ def _check_task(config: Config) -> None:
     except (TypeError, ValueError) as exc:
         raise ConfigError(str(exc) if str(exc).startswith("model.")
                           else f"model ({model.task} task): {exc}") from None
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"TOML configuration values must be finite, got {value!r}")
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as a TOML configuration value")
+
+
+def dump_toml(sections: Mapping[str, Mapping[str, Any]], comment: str = "") -> str:
+    """TOML text of ``sections`` that :func:`load` reads back; a mapping value becomes a
+    sub-table (``[model.params]``), None values are left out (the default applies).
+
+    >>> print(dump_toml({"model": {"cell": "gru", "lr": 0.003, "params": {"target": "x"}}},
+    ...                 comment="tuned"), end="")
+    # tuned
+    <BLANKLINE>
+    [model]
+    cell = "gru"
+    lr = 0.003
+    <BLANKLINE>
+    [model.params]
+    target = "x"
+    """
+    lines = [f"# {line}" for line in comment.splitlines()]
+
+    def table(name: str, values: Mapping[str, Any]) -> None:
+        if lines:
+            lines.append("")
+        lines.append(f"[{name}]")
+        lines.extend(f"{key} = {_toml_value(value)}" for key, value in values.items()
+                     if not isinstance(value, Mapping) and value is not None)
+        for key, value in values.items():
+            if isinstance(value, Mapping):
+                table(f"{name}.{key}", value)
+
+    for section, values in sections.items():
+        table(section, values)
+    return "\n".join(lines) + "\n"
+

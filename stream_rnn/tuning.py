@@ -20,7 +20,7 @@ import math
 import multiprocessing
 import os
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +34,6 @@ __all__ = [
     "TuneResult",
     "successive_halving",
     "rung_fractions",
-    "to_toml",
 ]
 
 
@@ -219,34 +218,6 @@ def _run(pool: Executor | None, evaluate: Callable[[dict[str, Any], float], Meas
 def _describe(params: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted(params.items()))
 
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-        return f'"{escaped}"'
-    if isinstance(value, Iterable):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {value!r} as TOML")
-
-
-def to_toml(table: str, params: Mapping[str, Any], comment: str = "") -> str:
-    """``params`` as a TOML table, keys sorted, ready to paste into a configuration.
-
-    >>> print(to_toml("model", {"lr": 0.003, "cell": "gru", "hidden_size": 16}), end="")
-    [model]
-    cell = "gru"
-    hidden_size = 16
-    lr = 0.003
-    """
-    lines = [f"# {line}" for line in comment.splitlines()] if comment else []
-    lines.append(f"[{table}]")
-    lines += [f"{name} = {_toml_value(params[name])}" for name in sorted(params)
-              if params[name] is not None]
-    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------- on a scenario

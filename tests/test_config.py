@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from stream_rnn.commands.serve import FLAGS
-from stream_rnn.config import Config, ConfigError, load
+from stream_rnn.config import Config, ConfigError, dump_toml, load
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "deploy" / "stream-rnn.toml"
 
@@ -95,3 +95,28 @@ def test_bad_task_configuration_is_a_clear_error(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load(path, env={})
+
+
+def test_written_configuration_reads_back_as_written(tmp_path):
+    sections = {
+        "kafka": {"bootstrap": 'host:9092', "input_topics": ["a", "b"], "labels_topic": None,
+                  "ssl_check_hostname": False},
+        "model": {"task": "forecast", "lr": 0.0031, "hidden_size": 16,
+                  "params": {"target": 'a "quoted" \\ name'}},
+    }
+    path = tmp_path / "written.toml"
+    path.write_text(dump_toml(sections, comment="line one\nline two"), encoding="utf-8")
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("# line one\n# line two\n\n[kafka]\n")
+    config = load(path, env={})
+    assert config.kafka.bootstrap == "host:9092"
+    assert config.kafka.input_topics == ("a", "b")
+    assert config.kafka.labels_topic is None
+    assert config.kafka.ssl_check_hostname is False
+    assert (config.model.task, config.model.lr, config.model.hidden_size) == ("forecast",
+                                                                              0.0031, 16)
+    assert dict(config.model.params) == {"target": 'a "quoted" \\ name'}
+    with pytest.raises(ValueError, match="finite"):
+        dump_toml({"model": {"lr": float("nan")}})
+    with pytest.raises(TypeError, match="cannot write"):
+        dump_toml({"model": {"lr": object()}})

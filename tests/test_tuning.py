@@ -14,7 +14,6 @@ from stream_rnn.tuning import (
     SearchSpace,
     rung_fractions,
     successive_halving,
-    to_toml,
 )
 
 SPACE = SearchSpace({"hidden_size": Choice((4, 8, 16, 32, 64)), "lr": LogUniform(1e-4, 1e-1)})
@@ -117,13 +116,3 @@ def test_constraints_are_respected_and_impossible_ones_are_an_error():
     with pytest.raises(ValueError, match="low < high"):
         LogUniform(0.1, 0.01)
 
-
-def test_toml_output_round_trips_through_the_toml_parser():
-    import tomllib
-
-    params = {"cell": "gru", "hidden_size": 16, "lr": 0.0031, "clip_norm": None,
-              "name": 'a "quoted" \\ value', "flag": True, "lags": [1, 24]}
-    text = to_toml("model", params, comment="best of 9 trials\nscore 0.91")
-    assert text.startswith("# best of 9 trials\n# score 0.91\n[model]\n")
-    parsed = tomllib.loads(text)["model"]
-    assert parsed == {k: v for k, v in params.items() if v is not None}

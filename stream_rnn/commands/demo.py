@@ -325,33 +325,6 @@ def _replay(path: Path, limit: int | None) -> Replay:
     return Replay(name, tuple(key_fields), model, events, span, delay)
 
 
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
-
-
-def _serve_config(sections: dict[str, dict[str, Any]]) -> str:
-    """TOML text of ``sections``; a dict value becomes a sub-table (``[model.params]``)."""
-    lines = ["# Written by stream-rnn demo for its daemon."]
-
-    def table(name: str, values: dict[str, Any]) -> None:
-        lines.append(f"\n[{name}]")
-        lines.extend(f"{key} = {_toml(value)}" for key, value in values.items()
-                     if not isinstance(value, dict) and value is not None)
-        for key, value in values.items():
-            if isinstance(value, dict):
-                table(f"{name}.{key}", value)
-
-    for section, values in sections.items():
-        table(section, values)
-    return "\n".join(lines) + "\n"
-
-
 def _scrape(url: str) -> dict[str, float]:
     """Unlabelled samples of a Prometheus text page (enough for the demo's checks)."""
     with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 -- loopback URL
@@ -617,7 +590,9 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
         metrics_port = _free_port()
         metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         config_path = workdir / "serve.toml"
-        config_path.write_text(_serve_config({
+        from stream_rnn.config import dump_toml
+
+        config_path.write_text(dump_toml({
             "kafka": {"bootstrap": bootstrap, "input_topics": [topics["events"]],
                       "output_topic": topics["scores"], "dlq_topic": topics["dead_letters"],
                       "group": f"{run_id or 'stream-rnn-demo-'}{uuid.uuid4().hex[:8]}",
@@ -629,7 +604,7 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
                       "checkpoint_every_seconds": 10.0},
             "metrics": {"addr": f"127.0.0.1:{metrics_port}"},
             "limits": {"shutdown_timeout_seconds": SHUTDOWN_TIMEOUT_S},
-        }), encoding="utf-8")
+        }, comment="Written by stream-rnn demo for its daemon."), encoding="utf-8")
         # The file is the daemon's whole configuration: no STREAM_RNN_* variable of this
         # shell may change it.
         env = {k: v for k, v in os.environ.items() if not k.startswith("STREAM_RNN_")}

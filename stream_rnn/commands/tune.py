@@ -61,7 +61,6 @@ def run(args: argparse.Namespace) -> int:
         is_error_metric,
         network_space,
         successive_halving,
-        to_toml,
     )
 
     err = sys.stderr
@@ -107,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         f"{metric} {sign * final.score:.4g} on the whole stream\n"
         f"the scenario's own [model]: {_baseline_text(baseline, result.fractions, metric, sign)}\n"
         f"{elapsed:.0f} s with {workers} worker(s)")
-    text = _serve_config(scenario, model_params(scenario, best.params), comment, to_toml)
+    text = _serve_config(scenario, model_params(scenario, best.params), comment)
     sys.stdout.write(text)
     if args.out is not None:
         try:
@@ -126,18 +125,18 @@ def _baseline_text(trial, fractions: tuple[float, ...], metric: str, sign: int) 
     return f"{metric} undefined, training loss {m.loss:.4g} {where}"
 
 
-def _serve_config(scenario, params: dict, comment: str, to_toml) -> str:
+def _serve_config(scenario, params: dict, comment: str) -> str:
     """The tuned model as ``serve`` reads it: ``[events]`` key fields, ``[model]`` network
     fields and ``[model.params]`` the task's own (a forecast's ``target``, ...)."""
     from dataclasses import fields
 
-    from stream_rnn.config import ModelConfig
+    from stream_rnn.config import ModelConfig, dump_toml
 
     network = {f.name for f in fields(ModelConfig)} - {"task", "params"}
-    model = {"task": scenario.task, **{k: v for k, v in params.items() if k in network}}
-    own = {k: v for k, v in params.items() if k not in network and k != "params"}
-    text = to_toml("events", {"key_fields": list(scenario.keys)}, comment=comment)
-    text += "\n" + to_toml("model", model)
+    model: dict = {"task": scenario.task}
+    model.update(sorted((k, v) for k, v in params.items() if k in network))
+    own = dict(sorted((k, v) for k, v in params.items() if k not in network and k != "params"))
     if own:
-        text += "\n" + to_toml("model.params", own)
-    return text
+        model["params"] = own
+    return dump_toml({"events": {"key_fields": list(scenario.keys)}, "model": model},
+                     comment=comment)
