@@ -1152,6 +1152,9 @@ def learn_event_scaled(cfg, hyper, offs, theta, grad, opt, counters, rng,
     """:func:`learn_event` on a one-dimensional ``target``, standardized first by
     :func:`~stream_rnn.cells.scaling.scale_targets` when ``scale`` (``y_raw``, ``y_loc``
     and ``y_scale`` are its ``(1, 1)`` buffers), in the same call; ``y`` is ``y_scaled[0]``.
+
+    (This compiles ``scale_targets`` into this module's cache: after editing
+    ``scaling.py``, clear this module's Numba cache too.)
     """
     if scale:
         y_raw[0, 0] = target
