@@ -245,13 +245,6 @@ class RNNBase:
             buf.bound_generation = generation
         return buf.bound
 
-    def _slot_for_learning(self, key: Hashable | None) -> int:
-        assert self._store is not None
-        slot, is_new = self._store.slot_for(self._key(key))
-        if is_new:
-            self._store.clear(slot)
-        return slot
-
     def _assign_slots(self, keys: list[Hashable | None]) -> tuple[np.ndarray, np.ndarray]:
         """Slots for a batch's keys in arrival order, and which events take a slot afresh
         (the kernels clear those rows at that event, since a slot can change hands within
