@@ -34,8 +34,8 @@ import numpy as np
 from stream_rnn.config import ModelConfig, ScoringConfig, StateConfig
 from stream_rnn.evaluation.fraud import card_precision_daily, day_index
 from stream_rnn.evaluation.metrics import average_precision, roc_auc
-from stream_rnn.io.events import DEAD_LETTER_REASONS, InvalidEvent, parse_event, parse_timestamp
-from stream_rnn.io.scenario import Scenario
+from stream_rnn.io.events import DEAD_LETTER_REASONS, InvalidEvent, parse_event
+from stream_rnn.io.scenario import Incident, Scenario
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -66,17 +66,6 @@ _UNKNOWN_FEATURE = "unknown_feature"
 
 class ReplayError(ValueError):
     """A replay that cannot start: a bad override, an unknown model argument."""
-
-
-@dataclass(frozen=True)
-class Incident:
-    """A labelled incident: ``kind`` on ``keys`` from ``start`` to ``end`` (epoch seconds,
-    both included)."""
-
-    kind: str
-    keys: tuple[str, ...]
-    start: float
-    end: float
 
 
 @dataclass
@@ -397,18 +386,7 @@ def _finite_or_none(value: float) -> float | None:
 
 
 def _scenario_incidents(scenario: Scenario) -> list[Incident] | None:
-    raw = getattr(scenario, "incidents", None)
-    if not raw:
-        return None
-    out = []
-    for item in raw:
-        get = item.get if isinstance(item, Mapping) else lambda name, it=item: getattr(it, name)
-        keys = get("keys")
-        keys = (keys,) if isinstance(keys, str) else tuple(str(k) for k in keys)
-        start, end = (v if isinstance(v, int | float) else parse_timestamp(v)
-                      for v in (get("start"), get("end")))
-        out.append(Incident(str(get("kind")), keys, float(start), float(end)))
-    return out
+    return list(scenario.incidents) or None
 
 
 def incidents_of(result: ReplayResult) -> tuple[list[Incident], str]:

@@ -24,8 +24,9 @@ ALLOWED = {
     "state": ({"numpy"}, {"state"}),
     "models": ({"numpy", "river"}, {"cells", "state", "models"}),
     "evaluation": ({"numpy"}, {"evaluation"}),
-    "synth": ({"numpy"}, {"synth"}),
-    "io": ({"kafka", "confluent_kafka"}, {"io"}),
+    # Generators return incidents of the scenario format, and the recorder writes it.
+    "synth": ({"numpy"}, {"synth", "io"}),
+    "io": ({"kafka", "confluent_kafka", "orjson"}, {"io"}),
     "scoring": ({"numpy", "river"}, {"scoring", "cells", "models"}),
 }
 

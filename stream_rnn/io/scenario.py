@@ -61,6 +61,7 @@ __all__ = [
     "is_maximum",
     "load_scenario",
     "write_events",
+    "write_incidents",
 ]
 
 TASKS = ("sensor", "fraud", "forecast")
@@ -107,13 +108,42 @@ def is_maximum(metric: str) -> bool:
 
 @dataclass(frozen=True)
 class Incident:
-    """A labelled window: ``kind`` on ``keys`` from ``start`` to ``end`` (epoch seconds,
-    both included)."""
+    """A labelled window: ``kind`` on ``keys`` from ``start`` to ``end`` (epoch seconds of
+    its first and last labelled event, both included). Generators return them next to
+    their events; recordings keep them in ``incidents.json``; replays shade them and time
+    detection per incident.
+
+    Examples
+    --------
+    >>> spike = Incident("spike", ("L1-pump1-pressure",), 1_704_067_200, 1_704_067_500)
+    >>> spike.to_json()
+    {'kind': 'spike', 'keys': ['L1-pump1-pressure'], 'start': 1704067200, 'end': 1704067500}
+    >>> spike.covers("L1-pump1-pressure", 1_704_067_500)
+    True
+    >>> spike.covers("L1-pump1-flow", 1_704_067_500)
+    False
+    """
 
     kind: str
     keys: tuple[str, ...]
     start: float
     end: float
+
+    def __post_init__(self) -> None:
+        if not self.keys:
+            raise ValueError(f"{self.kind} incident touches no key")
+        if self.end < self.start:
+            raise ValueError(f"{self.kind} incident ends ({self.end}) before it starts "
+                             f"({self.start})")
+
+    def covers(self, key: str, ts: float) -> bool:
+        """Whether an event of ``key`` at time ``ts`` falls inside this incident."""
+        return key in self.keys and self.start <= ts <= self.end
+
+    def to_json(self) -> dict[str, Any]:
+        """The incident as plain JSON values (the ``incidents.json`` record)."""
+        return {"kind": self.kind, "keys": list(self.keys), "start": self.start,
+                "end": self.end}
 
 
 @dataclass(frozen=True)
@@ -430,3 +460,11 @@ def write_events(events: Iterable[dict[str, Any]], path: str | Path) -> int:
             fh.write(json.dumps(event, separators=(",", ":"), sort_keys=True) + "\n")
             count += 1
     return count
+
+
+def write_incidents(incidents: Iterable[Incident], path: str | Path) -> int:
+    """Write incidents as a JSON list, one incident a line (``incidents.json``)."""
+    records = [json.dumps(inc.to_json(), sort_keys=True) for inc in incidents]
+    Path(path).write_text("[\n" + ",\n".join(records) + "\n]\n", encoding="utf-8")
+    return len(records)
+

@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from stream_rnn.synth.incidents import Incident
+from stream_rnn.io.scenario import Incident
 
 __all__ = ["FRAUD_KINDS", "Incident", "card_events"]
 

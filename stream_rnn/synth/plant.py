@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from stream_rnn.synth.incidents import Incident
+from stream_rnn.io.scenario import Incident
 
 __all__ = ["INCIDENT_KINDS", "Incident", "plant_events", "plant_layout"]
 

@@ -13,20 +13,16 @@ or file name in the gzip header).
 from __future__ import annotations
 
 import argparse
-import gzip
-import io
-import json
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
+from stream_rnn.io.scenario import Incident, write_events, write_incidents
 from stream_rnn.synth.cards import card_events
 from stream_rnn.synth.energy import energy_events
-from stream_rnn.synth.incidents import Incident
 from stream_rnn.synth.plant import plant_events
 
-__all__ = ["RECORDINGS", "generator_call", "record", "write_incidents", "write_jsonl_gz"]
+__all__ = ["RECORDINGS", "generator_call", "record"]
 
 Generator = Callable[..., tuple[list[dict], list[Incident]]]
 
@@ -52,25 +48,6 @@ def generator_call(name: str) -> str:
     return f"{function.__module__}.{function.__name__}({args})"
 
 
-def write_jsonl_gz(events: Iterable[dict[str, Any]], path: str | Path) -> int:
-    """Write events as gzipped JSON lines, the same bytes for the same events."""
-    count = 0
-    # No time and no file name in the gzip header: the bytes depend on the events only.
-    with open(path, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb",
-                                                mtime=0) as gz, \
-            io.TextIOWrapper(gz, encoding="utf-8") as fh:
-        for event in events:
-            fh.write(json.dumps(event, separators=(",", ":"), sort_keys=True) + "\n")
-            count += 1
-    return count
-
-
-def write_incidents(incidents: Iterable[Incident], path: str | Path) -> int:
-    """Write incidents as a JSON list, one incident a line."""
-    records = [json.dumps(inc.to_json(), sort_keys=True) for inc in incidents]
-    Path(path).write_text("[\n" + ",\n".join(records) + "\n]\n", encoding="utf-8")
-    return len(records)
-
 
 def record(out_dir: str | Path, names: Iterable[str] | None = None) -> dict[str, int]:
     """Write ``OUT_DIR/NAME/events.jsonl.gz`` and ``incidents.json`` of each scenario.
@@ -88,7 +65,7 @@ def record(out_dir: str | Path, names: Iterable[str] | None = None) -> dict[str,
         events, incidents = function(**kwargs)
         folder = out / name
         folder.mkdir(parents=True, exist_ok=True)
-        written[name] = write_jsonl_gz(events, folder / "events.jsonl.gz")
+        written[name] = write_events(events, folder / "events.jsonl.gz")
         write_incidents(incidents, folder / "incidents.json")
     return written
 
