@@ -403,6 +403,107 @@ def test_encode_score_refuses_non_finite_anywhere():
         encode_score({"score": 0.5, "prediction": {"v": float("nan")}})
 
 
+def test_encode_score_writes_what_the_stdlib_writes():
+    # Number formatting may differ (1e-05 / 1e-5); the values read back may not.
+    record = {"src": "in:3:17", "key": "k0001", "ts": 1704067200.123456, "score": 1e-7,
+              "flag": False, "model_version": 2**62, "id": "e-\u00e9\u6771",
+              "prediction": {"f0": 21.123456789012345, "f1": -0.0, "f2": 5e-324},
+              "spread": {"f0": 1e300, "f1": 0.1, "f2": 123456789.0}}
+    raw = encode_score(record)
+    assert json.loads(raw) == record == json.loads(json.dumps(record))
+    assert str(json.loads(raw)["prediction"]["f1"]) == "-0.0"
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_encode_score_refuses_non_finite_in_every_place(bad):
+    for record in ({"score": 0.5, "ts": bad}, {"score": 0.5, "spread": {"v": 1.0, "w": bad}},
+                   {"score": 0.5, "window": [1.0, bad]}):
+        with pytest.raises(ValueError, match="Out of range float values"):
+            encode_score(record)
+
+
+def test_encode_score_values_the_fast_codec_leaves_to_the_stdlib():
+    class Name(str):
+        pass
+
+    assert encode_score({"score": 0.5, "id": None}) == b'{"score":0.5,"id":null}'
+    assert encode_score({"score": 0.5, "id": "nullable"}) == b'{"score":0.5,"id":"nullable"}'
+    assert encode_score({"score": 1, "version": 2**70}) == b'{"score":1,"version":%d}' % 2**70
+    assert encode_score({"score": 1, "by_slot": {3: 0.5}}) == b'{"score":1,"by_slot":{"3":0.5}}'
+    assert encode_score({"score": 1, "key": Name("s1")}) == b'{"score":1,"key":"s1"}'
+    with pytest.raises(TypeError):
+        encode_score({"score": 0.5, "when": __import__("datetime").datetime.now()})
+
+
+def _stdlib_outcome(raw, **kwargs):
+    """What parse_event answered when it decoded with the stdlib only."""
+    from stream_rnn.io import events
+
+    try:
+        obj = events._decode(events._as_bytes(raw), kwargs.get("max_bytes", 65536))
+        return events._event(obj, kwargs.get("message_key"),
+                             kwargs.get("key_fields", ("key",)), kwargs.get("src", ""))
+    except InvalidEvent as exc:
+        return ("rejected", exc.reason, exc.detail)
+
+
+def _outcome(raw, **kwargs):
+    try:
+        return parse_event(raw, **kwargs)
+    except InvalidEvent as exc:
+        return ("rejected", exc.reason, exc.detail)
+
+
+EDGE_MESSAGES = [
+    b'{"ts": 0, "key": "a", "features": {"v": NaN}}',
+    b'{"ts": 0, "key": "a", "features": {"v": -Infinity}}',
+    b'{"ts": NaN, "key": "a", "features": {}}',
+    b'{"ts": 0, "key": "a", "features": {"v": 1e400}}',
+    b'{"ts": 0, "key": "a", "features": {"v": 123456789012345678901234567890}}',
+    b'{"ts": 0, "key": "a", "features": {"v": 1' + b"0" * 400 + b'}}',
+    b'{"ts": 0, "key": 123456789012345678901234567890, "features": {}}',
+    b'{"ts": 0, "key": "a", "id": 18446744073709551616, "features": {}}',
+    b'{"ts": 0, "key": "a", "label": 18446744073709551617, "features": {}}',
+    b'{"ts": 1704067200000000000000, "key": "a", "features": {}}',
+    b'{"ts": 0, "key": "\\ud800", "features": {}}',
+    b'\xef\xbb\xbf{"ts": 0, "key": "a", "features": {}}',
+    '{"ts": 0, "key": "a", "features": {}}'.encode("utf-16"),
+    b'{"ts": 0, "key": "\xed\xa0\x80", "features": {}}',
+    b'{"ts": 0, "key": "a", "features": {"v": 1, "v": 2}, "key": "b"}',
+    b'{"ts": 0, "key": "a", "features": {}, "x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    b'{"ts": 0, "key": "a", "features": {}} x',
+    b'{"ts": 0, "key": "a", "features": {"v": -0}}',
+    b'{"ts": 0, "key": "a", "features": {"v": 1.5e-400}}',
+    b"", b"null", b"[1]", b'"s"', b"\xff",
+]
+
+
+@pytest.mark.parametrize("raw", EDGE_MESSAGES)
+def test_parse_event_answers_as_the_stdlib_decoder_at_the_edges_of_json(raw):
+    assert _outcome(raw, src="in:0:1") == _stdlib_outcome(raw, src="in:0:1")
+
+
+def test_parse_event_answers_as_the_stdlib_decoder_on_random_events():
+    import random
+
+    rng = random.Random(7)
+    pieces = [lambda: repr(rng.uniform(-1e6, 1e6)), lambda: str(rng.getrandbits(70)),
+              lambda: f"{rng.uniform(-1, 1):.3e}",
+              lambda: f"{rng.random()}e{rng.randint(-330, 330)}",
+              lambda: rng.choice(['"x"', "true", "null", "[]", "1e999"])]
+    checked = 0
+    for i in range(3000):
+        features = ",".join(f'"f{j}":{rng.choice(pieces)()}' for j in range(rng.randint(0, 5)))
+        key = rng.choice(['"k1"', str(rng.getrandbits(rng.choice((8, 64, 65, 900)))), '""',
+                          "1.5", "null"])
+        ts = rng.choice(["0", '"2024-01-01T00:00:00+02:00"', str(rng.getrandbits(40)), '"x"'])
+        raw = f'{{"ts":{ts},"key":{key},"features":{{{features}}},"label":1}}'.encode()
+        got, want = _outcome(raw, src=f"in:0:{i}"), _stdlib_outcome(raw, src=f"in:0:{i}")
+        assert got == want, raw
+        checked += isinstance(got, Event)
+    assert checked > 100  # valid events were compared, not only rejections
+
+
 def test_dead_letter_headers():
     headers = dead_letter_headers(InvalidEvent("non_numeric", "feature 'é' is str"), "in:1:2")
     assert headers == [("dlq.reason", b"non_numeric"),
