@@ -49,7 +49,7 @@ from stream_rnn.io.events import (
     parse_event,
     parse_label,
 )
-from stream_rnn.metrics import Metrics
+from stream_rnn.metrics import Metrics, observe_many
 from stream_rnn.state.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from stream_rnn.tasks import NETWORK_FIELDS, TASKS, Scored, check_params, make_task
 
@@ -199,18 +199,22 @@ class Runner:
         m = self.metrics
         topic = task.partition.topic
         m.events_consumed.labels(topic).inc(len(records))
+        key_fields = cfg.events.key_fields
+        max_bytes = cfg.events.max_bytes
+        check = getattr(task.model, "check", None)
+        next_offset = task.next_offset
         valid: list[tuple[Record, Event]] = []
         for record in records:
-            if record.offset < task.next_offset:
+            if record.offset < next_offset:
                 continue  # already covered by the restored checkpoint
             try:
                 event = parse_event(record.value, message_key=record.key,
-                                    key_fields=cfg.events.key_fields,
-                                    max_bytes=cfg.events.max_bytes, src=record.src)
+                                    key_fields=key_fields, max_bytes=max_bytes,
+                                    src=record.src)
             except InvalidEvent as exc:
                 self._dead_letter(task, record, exc)
                 continue
-            problem = task.model.check(event) if hasattr(task.model, "check") else None
+            problem = check(event) if check is not None else None
             if problem is not None:
                 reason = getattr(problem, "reason", UNKNOWN_FEATURE)
                 self._dead_letter(task, record, InvalidEvent(reason, str(problem)))
@@ -228,47 +232,66 @@ class Runner:
                     self._rollback(task)
                 scored = [out if math.isfinite(out.score) else Scored(0.0, {})
                           for out in scored]
-            threshold = cfg.scoring.threshold
-            version = self._version(task)
-            flags = 0
-            key_fields = cfg.events.key_fields
-            for (record, event), out in zip(valid, scored, strict=True):
-                flag = out.score > threshold
-                flags += flag
-                body = {
-                    "src": record.src,
-                    "ts": event.ts,
-                    "score": out.score,
-                    "flag": flag,
-                    "model_version": version,
-                }
-                for name, value in zip(key_fields, event.keys, strict=True):
-                    body[name] = value
-                if event.event_id is not None:
-                    body["id"] = event.event_id
-                    self._remember_owner(event.event_id, task.partition)
-                if out.prediction:
-                    body["prediction"] = out.prediction
-                if out.spread:
-                    body["spread"] = out.spread
-                self.sink.send(cfg.kafka.output_topic, record.key, encode_score(body))
-                m.score.observe(out.score)
-                key = "|".join(event.keys)
-                if key in self._live_keys:
-                    m.live_score.labels(key).set(out.score)
-                    for feature, value in event.features.items():
-                        m.live_actual.labels(key, feature).set(value)
-            m.flags.inc(flags)
-            m.events_scored.labels(topic).inc(len(valid))
-            last = valid[-1][1]
-            m.event_time_lag.labels(topic, str(task.partition.partition)).set(
-                max(0.0, self.clock() - last.ts))
-            self._publish_model_stats(task)
-            self._publish_live_predictions(task)
+            self._emit(task, valid, scored)
         task.next_offset = records[-1].offset + 1
         task.events_since_checkpoint += len(records)
         latency = time.monotonic() - polled_at
         m.processing_latency.observe(latency)
+
+    def _emit(self, task: PartitionTask, valid: list[tuple[Record, Event]],
+              scored: list[Scored]) -> None:
+        """Send one output record per scored event and account for them."""
+        cfg = self.config
+        m = self.metrics
+        topic = task.partition.topic
+        threshold = cfg.scoring.threshold
+        version = self._version(task)
+        output_topic = cfg.kafka.output_topic
+        send = self.sink.send
+        key_fields = cfg.events.key_fields
+        # The usual layout, one key field, skips the per-event loop over the key fields.
+        single_key = key_fields[0] if len(key_fields) == 1 else None
+        scores = [out.score for out in scored]
+        flags = 0
+        for (record, event), out, score in zip(valid, scored, scores, strict=True):
+            flag = score > threshold
+            flags += flag
+            body = {"src": event.src, "ts": event.ts, "score": score, "flag": flag,
+                    "model_version": version}
+            if single_key is not None:
+                body[single_key] = event.keys[0]
+            else:
+                for name, value in zip(key_fields, event.keys, strict=True):
+                    body[name] = value
+            if event.event_id is not None:
+                body["id"] = event.event_id
+                self._remember_owner(event.event_id, task.partition)
+            if out.prediction:
+                body["prediction"] = out.prediction
+            if out.spread:
+                body["spread"] = out.spread
+            send(output_topic, record.key, encode_score(body))
+        observe_many(m.score, scores)
+        if self._live_keys:
+            self._publish_live_scores(valid, scores)
+        m.flags.inc(flags)
+        m.events_scored.labels(topic).inc(len(valid))
+        last = valid[-1][1]
+        m.event_time_lag.labels(topic, str(task.partition.partition)).set(
+            max(0.0, self.clock() - last.ts))
+        self._publish_model_stats(task)
+        self._publish_live_predictions(task)
+
+    def _publish_live_scores(self, valid: list[tuple[Record, Event]],
+                             scores: list[float]) -> None:
+        m = self.metrics
+        live = self._live_keys
+        for (_, event), score in zip(valid, scores, strict=True):
+            key = "|".join(event.keys)
+            if key in live:
+                m.live_score.labels(key).set(score)
+                for feature, value in event.features.items():
+                    m.live_actual.labels(key, feature).set(value)
 
     def _version(self, task: PartitionTask) -> int:
         return int(task.model.stats().get("version", 0))

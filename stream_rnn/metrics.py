@@ -11,11 +11,13 @@ model state from another thread.
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-__all__ = ["Metrics", "serve_metrics", "SCORE_BUCKETS", "LATENCY_BUCKETS"]
+__all__ = ["Metrics", "serve_metrics", "observe_many", "SCORE_BUCKETS", "LATENCY_BUCKETS"]
 
 SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -112,6 +114,44 @@ class Metrics(NamedTuple):
                               "allow-listed keys (what live_prediction forecast).",
                               ["key", "feature"], registry=registry),
         )
+
+
+def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
+    """``histogram.observe(v)`` for each of ``values`` in order, with the same result
+    (bucket counts, and a sum added in the same order, to the bit), for a fraction of the
+    cost: one lock per bucket touched rather than two per value.
+
+    prometheus_client has no batch API, so this fills the histogram's own value cells; a
+    client whose histograms are built otherwise (no exemplars are set either way) gets the
+    per-value calls. Only for a histogram with no labels, or a labelled child, written by
+    one thread (the runner's): a concurrent ``observe`` could be lost between the sum's
+    read and write.
+
+    Examples
+    --------
+    >>> from prometheus_client import CollectorRegistry, Histogram
+    >>> h = Histogram("h", "doc", buckets=(0.5, 1.0), registry=CollectorRegistry())
+    >>> observe_many(h, [0.25, 0.5, 0.75, 2.0])
+    >>> [(s.labels["le"], s.value) for s in h.collect()[0].samples if s.name == "h_bucket"]
+    [('0.5', 2.0), ('1.0', 3.0), ('+Inf', 4.0)]
+    """
+    try:
+        bounds, buckets, total = histogram._upper_bounds, histogram._buckets, histogram._sum
+        histogram._raise_if_not_observable()
+    except AttributeError:
+        for value in values:
+            histogram.observe(value)
+        return
+    counts = [0] * len(bounds)
+    added = total.get()
+    for value in values:
+        added += value
+        if value == value:  # NaN falls in no bucket (observe's comparisons are all false)
+            counts[bisect_left(bounds, value)] += 1
+    total.set(added)
+    for bucket, count in zip(buckets, counts, strict=True):
+        if count:
+            bucket.inc(count)
 
 
 def serve_metrics(registry: CollectorRegistry, address: str = "127.0.0.1:9464"):
