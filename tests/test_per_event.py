@@ -210,3 +210,22 @@ def test_bound_buffers_must_be_what_the_kernels_take():
         net.bind_events(keyed, np.zeros(2), ok[1], ok[2])
     with pytest.raises(ValueError, match="out must be"):
         net.bind_events(keyed, ok[0], ok[1], np.zeros(3, np.float32))
+
+
+def test_anomaly_detector_batch_reports_the_per_event_loss_statistics():
+    from stream_rnn.models import RNNAnomalyDetector
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(300, 2))
+    keys = [f"k{i % 5}" for i in range(300)]
+    per_event = RNNAnomalyDetector(hidden_size=6, window=6, update_every=3, seed=2)
+    batch = RNNAnomalyDetector(hidden_size=6, window=6, update_every=3, seed=2)
+    for detector in (per_event, batch):
+        detector.learn_one({"a": X[0, 0], "b": X[0, 1]}, key=keys[0])
+    for row, key in zip(X[1:], keys[1:], strict=True):
+        per_event.score_one({"a": row[0], "b": row[1]}, key=key)
+        per_event.learn_one({"a": row[0], "b": row[1]}, key=key)
+    batch.score_learn_many(X[1:], keys[1:])
+    assert np.isfinite(batch.last_loss) and batch.last_loss > 0
+    assert (batch.last_loss, batch.last_grad_norm) == (per_event.last_loss,
+                                                       per_event.last_grad_norm)

@@ -232,11 +232,7 @@ class RNNAnomalyDetector(RNNBase, base.AnomalyDetector):
             prepare_autoregressive(slots, resets, X, arrays["scale_mean"], arrays["scale_var"],
                                    arrays["scale_count"], arrays["last"], self.clip,
                                    self.scale_memory, U, Y, valid)
-        outs, losses, norms = self._net.run_batch(arrays, slots, resets, U, Y, valid)
-        updated = np.flatnonzero(np.isfinite(losses))
-        if updated.size:
-            # ``last_loss`` reads the network's stats, which only the per-event path sets.
-            self._net.stats[0], self._net.stats[1] = losses[updated[-1]], norms[updated[-1]]
+        outs, _, _ = self._net.run_batch(arrays, slots, resets, U, Y, valid)
         z = np.empty((n, D), dtype=np.float64)
         gaussian_surprise(outs, Y, z)
         scores = np.mean(z**2, axis=1)
