@@ -22,6 +22,7 @@ where an uninterrupted run would. A clean stop checkpoints everything: no duplic
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import math
 import time
@@ -53,12 +54,37 @@ from stream_rnn.metrics import Metrics, observe_many
 from stream_rnn.state.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from stream_rnn.tasks import NETWORK_FIELDS, TASKS, Scored, check_params, make_task
 
-__all__ = ["Runner", "PartitionTask", "checkpoint_name"]
+__all__ = ["Runner", "PartitionTask", "checkpoint_name", "freeze_startup_heap"]
 
 log = logging.getLogger("stream_rnn.daemon")
 
 #: Dead-letter reasons the runner adds to the parser's closed set.
 UNKNOWN_FEATURE = "unknown_feature"
+
+
+#: Whether this process has moved its start-up heap out of the collector's sight.
+_heap_frozen = False
+
+
+def freeze_startup_heap() -> bool:
+    """Collect garbage, then exclude every object alive now from later collections
+    (:func:`gc.freeze`); once per process. Returns False if it was done already.
+
+    The daemon's heap after start-up is mostly modules and compiled kernels (NumPy, Numba,
+    LLVM: some 200,000 objects that live as long as the process). Each full collection
+    walks them all: about 100 ms on a small machine, a pause every in-flight event waits
+    out, twice per 50,000 events. Frozen, a full collection takes a millisecond. Objects
+    frozen here are still freed by reference counting when released; only a reference
+    cycle among them would never be reclaimed, hence once, after the first batch (the
+    kernels compile or load then), and after a collection.
+    """
+    global _heap_frozen
+    if _heap_frozen:
+        return False
+    _heap_frozen = True
+    gc.collect()
+    gc.freeze()
+    return True
 
 
 def checkpoint_name(partition: Partition) -> str:
@@ -135,6 +161,8 @@ class Runner:
         try:
             while not self._stop and not (until is not None and until()):
                 worked = self.step()
+                if worked and not _heap_frozen:
+                    freeze_startup_heap()
                 idle = 0 if worked else idle + 1
                 if max_idle_polls is not None and idle >= max_idle_polls:
                     break

@@ -369,3 +369,33 @@ def test_a_failed_commit_does_not_stop_the_runner(tmp_path):
     runner.run(max_idle_polls=2)
     assert len(_outputs(sink)) == 120
     assert source.committed[Partition(TOPIC, 0)] == 120
+
+
+def test_the_start_up_heap_is_frozen_once_after_the_first_batch(tmp_path, monkeypatch):
+    import gc
+    import weakref
+
+    import stream_rnn.daemon as daemon
+
+    class Cyclic:
+        pass
+
+    garbage = Cyclic()
+    garbage.me = garbage  # a reference cycle: only the collector can free it
+    gone = weakref.ref(garbage)
+    del garbage
+    monkeypatch.setattr(daemon, "_heap_frozen", False)
+    frozen_before = gc.get_freeze_count()
+
+    idle = _runner(_config(tmp_path), MemorySource())[0]
+    idle.run(max_idle_polls=2)
+    assert not daemon._heap_frozen  # nothing processed yet: kernels may still compile
+
+    source = MemorySource()
+    _fill(source, n=20)
+    source.assign_all()
+    _runner(_config(tmp_path), source)[0].run(max_idle_polls=2)
+    assert daemon._heap_frozen
+    assert gc.get_freeze_count() > frozen_before
+    assert gone() is None  # collected before the freeze, not frozen for good
+    assert daemon.freeze_startup_heap() is False  # once per process
