@@ -334,7 +334,7 @@ def test_regressor_batch_matches_per_event_loop(cell, max_keys):
         m.learn_one(first, y[0], key="k0")
     expected = []
     for i in range(1, 300):
-        x = dict(zip(["a", "b", "c"], X[i]))
+        x = dict(zip(["a", "b", "c"], X[i], strict=True))
         expected.append(loop.predict_one(x, key=keys[i]))
         loop.learn_one(x, y[i], key=keys[i])
     got = batch.predict_learn_many(X[1:], y[1:], keys[1:])

@@ -8,11 +8,11 @@ the window before the next update, using the states that window's forward pass c
 
 from __future__ import annotations
 
+import naive
 import numpy as np
 import pytest
 
 from stream_rnn.cells.network import Network
-import naive
 
 CASES = [
     ("lstm", 1, "mse"),
@@ -97,7 +97,7 @@ def test_keyed_tbptt_follows_the_reference_driver(cell, layers, loss, k1, k2):
     U, Y = _stream(rng, n, lay)
     keys = rng.integers(0, 3, n)
     expected_out, expected_theta = _reference_tbptt(
-        lay, net.theta, list(zip(keys, U, Y)), k1, k2, lr=0.05)
+        lay, net.theta, list(zip(keys, U, Y, strict=True)), k1, k2, lr=0.05)
     keyed = net.keyed_arrays(3)
     outs, losses, _ = net.run_batch(keyed, keys, np.zeros(n, bool), U, Y, np.ones(n, bool))
     np.testing.assert_allclose(outs, expected_out, rtol=1e-9, atol=1e-12)
