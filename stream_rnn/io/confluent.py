@@ -72,14 +72,9 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from stream_rnn.io.base import CommitError, Partition, RebalanceRequest, Record, Sink, Source
-from stream_rnn.io.kafka import (
-    COMPRESSION_TYPES,
-    DeliveryError,
-    FailedSend,
-    KafkaRebalance,
-    client_options,
-)
+from stream_rnn.io._client import FailedSend, TrackedSink, client_options
+from stream_rnn.io.base import CommitError, Partition, RebalanceRequest, Record, Source
+from stream_rnn.io.kafka import KafkaRebalance
 
 __all__ = [
     "CONSUMER_OPTION_NAMES",
@@ -928,7 +923,7 @@ class ConfluentSource(Source):
         self.close()
 
 
-class ConfluentSink(Sink):
+class ConfluentSink(TrackedSink):
     """Producer of outputs and dead letters over librdkafka; every write the broker does
     not acknowledge is reported.
 
@@ -939,28 +934,17 @@ class ConfluentSink(Sink):
 
     Parameters
     ----------
-    bootstrap_servers
-        ``"host:port[,host:port...]"`` or a list of them.
-    client_id
-        Client id shown in broker logs and quotas.
-    compression_type
-        One of :data:`~stream_rnn.io.kafka.COMPRESSION_TYPES`.
     security
         TLS/SASL settings, see :func:`librdkafka_security`.
     producer_options
         Producer settings by kafka-python name (see :data:`PRODUCER_OPTION_NAMES`) or
         librdkafka name (``"linger.ms"``).
-    delivery_timeout_s
-        Longest a write may take, retries included, before it fails.
     max_block_s
         Longest :meth:`send` may block while the local queue is full.
-    connect_timeout_s
-        Budget of one connection attempt.
-    reconnect_backoff_max_s
-        Longest pause between failed connection attempts.
-    stuck_after_s
-        Writes unanswered for this long mean the producer is stuck and is replaced; by
-        default ``delivery_timeout_s`` plus half of it (at least 5 s).
+
+    The other parameters (``bootstrap_servers``, ``client_id``, ``compression_type``,
+    ``delivery_timeout_s``, ``connect_timeout_s``, ``reconnect_backoff_max_s``,
+    ``stuck_after_s``) are described in :class:`~stream_rnn.io._client.TrackedSink`.
 
     Examples
     --------
@@ -970,41 +954,20 @@ class ConfluentSink(Sink):
     >>> sink.close()
     """
 
-    def __init__(
-        self,
-        *,
-        bootstrap_servers: str | Sequence[str],
-        client_id: str = "stream-rnn",
-        compression_type: str | None = None,
-        security: Mapping[str, Any] | None = None,
-        producer_options: Mapping[str, Any] | None = None,
-        delivery_timeout_s: float = 30.0,
-        max_block_s: float = 5.0,
-        connect_timeout_s: float = 5.0,
-        reconnect_backoff_max_s: float = 30.0,
-        stuck_after_s: float | None = None,
-    ) -> None:
-        self.bootstrap_servers = bootstrap_servers
-        self.client_id = client_id
-        self.compression_type = compression_type
-        self.security = security
-        self.producer_options = producer_options
-        self.delivery_timeout_s = delivery_timeout_s
-        self.max_block_s = max_block_s
-        self.connect_timeout_s = connect_timeout_s
-        self.reconnect_backoff_max_s = reconnect_backoff_max_s
-        self.stuck_after_s = stuck_after_s
+    _log = log
+    _write_errors = (KafkaException, BufferError)
+    _replace_reason = "fatal error or stuck writes"
 
-        if compression_type not in COMPRESSION_TYPES:
-            raise ValueError(f"compression_type must be one of {COMPRESSION_TYPES}")
-        options = _translate(dict(producer_options or {}), PRODUCER_OPTION_NAMES, "producer")
-        delivery_ms = max(1, int(delivery_timeout_s * 1000))
+    def _configure(self, producer_options: dict[str, Any]) -> None:
+        options = _translate(producer_options, PRODUCER_OPTION_NAMES, "producer")
+        delivery_ms = max(1, int(self.delivery_timeout_s * 1000))
         linger_ms = int(options.pop("linger.ms", 5))
-        self._health = _Health("producer", bootstrap_servers, reconnect_backoff_max_s)
+        self._health = _Health("producer", self.bootstrap_servers,
+                               self.reconnect_backoff_max_s)
         self._conf: dict[str, Any] = {
-            **_common_conf(bootstrap_servers, client_id, self._health, connect_timeout_s,
-                           reconnect_backoff_max_s, security),
-            "compression.type": compression_type or "none",
+            **_common_conf(self.bootstrap_servers, self.client_id, self._health,
+                           self.connect_timeout_s, self.reconnect_backoff_max_s, self.security),
+            "compression.type": self.compression_type or "none",
             # librdkafka requires linger.ms below the delivery timeout.
             "linger.ms": min(linger_ms, max(0, delivery_ms - 1)),
             "request.timeout.ms": max(1, min(30_000, delivery_ms)),
@@ -1013,14 +976,6 @@ class ConfluentSink(Sink):
             "enable.idempotence": True,
             "message.timeout.ms": delivery_ms,
         }
-        self._lock = threading.Lock()
-        self._failures: list[FailedSend] = []
-        self._pending = 0
-        self._pending_since: float | None = None
-        self._generation = 0
-        self._last_ack = 0.0
-        self._last_failure = -1.0
-        self._closed = False
         self._producer: Producer | None = self._new_producer()
 
     def _new_producer(self) -> Producer:
@@ -1028,17 +983,6 @@ class ConfluentSink(Sink):
         conf = {**self._conf, "on_delivery": functools.partial(self._delivered,
                                                                self._generation, None)}
         return _client(Producer, conf, "producer")
-
-    @classmethod
-    def from_config(cls, kafka: Any, **kwargs: Any) -> ConfluentSink:
-        """Build from the daemon's ``[kafka]`` settings (any object with those attributes)."""
-        return cls(
-            bootstrap_servers=kafka.bootstrap,
-            client_id=kafka.client_id,
-            compression_type=kafka.compression,
-            security=client_options(kafka),
-            **kwargs,
-        )
 
     def connect(self, timeout_s: float | None = None) -> bool:
         """True when the producer exists (librdkafka connects in the background)."""
@@ -1074,29 +1018,14 @@ class ConfluentSink(Sink):
             healthy = self._last_ack > self._last_failure
         return healthy and (self._last_ack > 0 or self._health.up)
 
-    def send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes,
-        headers: Sequence[tuple[str, bytes]] = (),
-        *,
-        context: Any = None,
-    ) -> None:
-        """Queue one write; if it fails, :meth:`failures` and :meth:`flush` say so.
+    # librdkafka connects in the background: a replaced producer is rebuilt at once.
+    def _reconnect(self) -> Producer:
+        producer = self._producer = self._new_producer()
+        return producer
 
-        Raises only for programming errors (value not bytes, ...).
-        """
-        if self._closed:
-            raise RuntimeError("ConfluentSink is closed")
-        producer = self._producer
-        if producer is None:
-            producer = self._producer = self._new_producer()
-        with self._lock:
-            if self._pending == 0:
-                self._pending_since = time.monotonic()
-            self._pending += 1
-            generation = self._generation
+    def _produce_raw(self, producer: Producer, generation: int, topic: str,
+                     key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]],
+                     context: Any) -> None:
         kwargs: dict[str, Any] = {}
         if headers:
             kwargs["headers"] = list(headers)
@@ -1112,115 +1041,44 @@ class ConfluentSink(Sink):
                 now = time.monotonic()
                 if deadline is None:
                     deadline = now + self.max_block_s
-                if now >= deadline:
-                    error: BaseException = BufferError(
-                        f"local queue full for {self.max_block_s} s")
-                    break
-                producer.poll(min(0.1, deadline - now))
-            except KafkaException as exc:
-                error = exc
-                break
-            except BaseException:
-                with self._lock:
-                    self._settled()
-                raise
-        with self._lock:
-            self._settled()
-        self._fail(topic, key, context, error)
-
-    def _settled(self) -> None:  # with self._lock held
-        self._pending -= 1
-        if self._pending == 0:
-            self._pending_since = None
+                full = now >= deadline
+                if not full:
+                    producer.poll(min(0.1, deadline - now))
+            if full:
+                raise BufferError(f"local queue full for {self.max_block_s} s")
 
     def _delivered(self, generation: int, context: Any, error: KafkaError | None,
                    message: Any) -> None:
-        with self._lock:
-            if generation != self._generation:
-                return  # already reported when the producer was replaced
-            self._settled()
-            if error is None:
-                self._last_ack = time.monotonic()
-                return
-        self._fail(message.topic(), message.key(), context, KafkaException(error))
-
-    def _fail(self, topic: str, key: bytes | None, context: Any, error: BaseException) -> None:
-        log.warning("Kafka write to %s failed: %s", topic, error)
-        with self._lock:
-            self._failures.append(FailedSend(topic, key, context, error))
-            self._last_failure = time.monotonic()
-
-    def pending(self) -> int:
-        """Writes sent and not yet acknowledged nor failed."""
-        with self._lock:
-            return self._pending
+        if error is None:
+            self._acked(generation)
+        else:
+            self._failed(generation, message.topic(), message.key(), context,
+                         KafkaException(error))
 
     def failures(self) -> list[FailedSend]:
-        """Writes that failed since the last :meth:`flush` (this call does not clear them)."""
         if self._producer is not None:
-            self._producer.poll(0)
-        with self._lock:
-            return list(self._failures)
+            self._producer.poll(0)  # delivery reports are served by poll()
+        return super().failures()
 
-    def flush(self, timeout_s: float = 10.0) -> None:
-        """Wait until every write so far is acknowledged.
+    def _flush_producer(self, producer: Producer, timeout_s: float) -> None:
+        producer.flush(timeout_s)
 
-        The producer is replaced by a new one when librdkafka reports a fatal error (its
-        idempotence state is broken) or writes stay unanswered well past
-        ``delivery_timeout_s``.
+    def _must_replace(self, failures: list[FailedSend]) -> bool:
+        # librdkafka retries everything else by itself; a fatal error breaks its
+        # idempotence state for good.
+        return self._health.fatal is not None or any(
+            isinstance(f.error, KafkaException) and f.error.args[0].fatal()
+            for f in failures)
 
-        Raises
-        ------
-        DeliveryError
-            If a write since the previous flush failed, or some are still unacknowledged at
-            the timeout. Failures are reported once: the raise clears them.
-        """
-        if self._producer is not None:
-            self._producer.flush(timeout_s)
-        with self._lock:
-            failures, self._failures = self._failures, []
-            unacknowledged = self._pending
-            since = self._pending_since
-        if failures or unacknowledged:
-            stuck = since is not None and time.monotonic() - since > self._stuck_after_s()
-            fatal = self._health.fatal is not None or any(
-                isinstance(f.error, KafkaException) and f.error.args[0].fatal()
-                for f in failures)
-            if stuck or fatal:
-                self._replace_producer()
-            raise DeliveryError(failures, unacknowledged)
+    def _discard_producer(self, producer: Producer) -> None:
+        _discard(producer)
 
-    def _stuck_after_s(self) -> float:
-        if self.stuck_after_s is not None:
-            return self.stuck_after_s
-        return self.delivery_timeout_s + max(5.0, 0.5 * self.delivery_timeout_s)
-
-    def _replace_producer(self) -> None:
-        with self._lock:
-            self._generation += 1
-            self._pending = 0
-            self._pending_since = None
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            log.warning("replacing the Kafka producer (fatal error or stuck writes)")
-            _discard(producer)
-
-    def close(self, timeout_s: float = 10.0) -> None:
-        """Release the producer; queued writes get ``timeout_s`` to complete. Idempotent."""
-        self._closed = True
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            remaining = producer.flush(timeout_s)
-            if remaining:
-                log.warning("closing the Kafka producer with %d write(s) unacknowledged",
-                            remaining)
-            _discard(producer)
-
-    def __enter__(self) -> ConfluentSink:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _release_producer(self, producer: Producer, timeout_s: float) -> None:
+        remaining = producer.flush(timeout_s)
+        if remaining:
+            log.warning("closing the Kafka producer with %d write(s) unacknowledged",
+                        remaining)
+        _discard(producer)
 
 
 def _discard(producer: Producer) -> None:

@@ -76,13 +76,19 @@ from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.net import KafkaNetClient, WakeupNotifier
 from kafka.structs import MemberState
 
+from stream_rnn.io._client import (
+    COMPRESSION_TYPES,
+    SECURITY_OPTIONS,
+    DeliveryError,
+    FailedSend,
+    TrackedSink,
+    client_options,
+)
 from stream_rnn.io.base import (
     CommitError,
     Partition,
     RebalanceRequest,
     Record,
-    Sink,
-    SinkError,
     Source,
 )
 
@@ -100,70 +106,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Client settings passed through for TLS and SASL (see :func:`client_options`).
-SECURITY_OPTIONS: tuple[str, ...] = (
-    "security_protocol",
-    "ssl_cafile",
-    "ssl_certfile",
-    "ssl_keyfile",
-    "ssl_password",
-    "ssl_check_hostname",
-    "sasl_mechanism",
-    "sasl_plain_username",
-    "sasl_plain_password",
-)
-# Shorter names accepted for the same settings (as in the daemon's [kafka] section).
-_ALIASES = {"sasl_plain_username": "sasl_username", "sasl_plain_password": "sasl_password"}
-_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI")
-
-#: Producer compression codecs. The consumer reads every one of them whatever this is.
-COMPRESSION_TYPES: tuple[str | None, ...] = (None, "gzip", "snappy", "lz4", "zstd")
-
 _BACKOFF_START_S = 0.5
 _LISTENER_TICK_S = 0.5  # the listener re-checks its deadline this often while waiting
-
-
-def client_options(config: Mapping[str, Any] | Any) -> dict[str, Any]:
-    """TLS/SASL client settings from a mapping or an object with attributes.
-
-    Takes the :data:`SECURITY_OPTIONS` (``sasl_username``/``sasl_password`` are accepted for
-    the ``sasl_plain_*`` ones) and leaves out unset (None) values so the client defaults
-    apply. The protocol and SASL mechanism are checked, so a typo fails at start-up rather
-    than as a connection error.
-
-    Examples
-    --------
-    >>> client_options({"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
-    ...                 "sasl_username": "svc", "ssl_cafile": None, "group": "g"})
-    {'security_protocol': 'SASL_SSL', 'sasl_mechanism': 'SCRAM-SHA-512',
-     'sasl_plain_username': 'svc'}
-    >>> client_options({"security_protocol": "TLS"})
-    Traceback (most recent call last):
-    ...
-    ValueError: security_protocol must be one of ('PLAINTEXT', 'SSL', 'SASL_PLAINTEXT', 'SASL_SSL'), got 'TLS'
-    """  # noqa: E501
-    if isinstance(config, Mapping):
-        get = config.get
-    else:
-
-        def get(name: str, default: Any = None) -> Any:
-            return getattr(config, name, default)
-
-    options: dict[str, Any] = {}
-    for name in SECURITY_OPTIONS:
-        value = get(name)
-        if value is None and name in _ALIASES:
-            value = get(_ALIASES[name])
-        if value is not None:
-            options[name] = value
-    protocol = options.get("security_protocol")
-    if protocol is not None and protocol not in _PROTOCOLS:
-        raise ValueError(f"security_protocol must be one of {_PROTOCOLS}, got {protocol!r}")
-    mechanism = options.get("sasl_mechanism")
-    if mechanism is not None and mechanism not in _SASL_MECHANISMS:
-        raise ValueError(f"sasl_mechanism must be one of {_SASL_MECHANISMS}, got {mechanism!r}")
-    return options
 
 
 class TlsHandshakeError(kafka_errors.KafkaConnectionError):
@@ -211,45 +155,6 @@ def tls_preflight(options: Mapping[str, Any], timeout_s: float) -> None:
             problems.append(f"{host}:{port}: {reason}")
     raise TlsHandshakeError(f"TLS handshake failed within {timeout_s:g} s: "
                             + "; ".join(problems))
-
-
-@dataclass(frozen=True)
-class FailedSend:
-    """A write the broker did not acknowledge; ``context`` is what the caller passed to
-    :meth:`KafkaSink.send`."""
-
-    topic: str
-    key: bytes | None
-    context: Any
-    error: BaseException
-
-
-class DeliveryError(SinkError):
-    """:meth:`KafkaSink.flush` could not confirm every write since the previous flush.
-
-    ``failures`` lists the writes that failed; ``unacknowledged`` counts the writes still
-    without an answer when the flush timed out. Commit nothing past these writes.
-
-    Examples
-    --------
-    >>> from kafka.errors import KafkaTimeoutError
-    >>> err = DeliveryError([FailedSend("dlq", b"k", ("in", 0, 42), KafkaTimeoutError())], 2)
-    >>> print(err)
-    1 write(s) failed (first: dlq: KafkaTimeoutError); 2 write(s) unacknowledged at the flush timeout
-    >>> [f.context for f in err.failures]
-    [('in', 0, 42)]
-    """  # noqa: E501
-
-    def __init__(self, failures: list[FailedSend], unacknowledged: int) -> None:
-        parts = []
-        if failures:
-            first = failures[0]
-            parts.append(f"{len(failures)} write(s) failed (first: {first.topic}: {first.error})")
-        if unacknowledged:
-            parts.append(f"{unacknowledged} write(s) unacknowledged at the flush timeout")
-        super().__init__("; ".join(parts) or "delivery failed")
-        self.failures = failures
-        self.unacknowledged = unacknowledged
 
 
 @dataclass
@@ -937,7 +842,7 @@ def _close_producer(producer: KafkaProducer, timeout_s: float) -> None:
         log.warning("closing the Kafka producer failed", exc_info=True)
 
 
-class KafkaSink(Sink):
+class KafkaSink(TrackedSink):
     """Producer of outputs and dead letters; every write the broker does not acknowledge is
     reported.
 
@@ -950,27 +855,14 @@ class KafkaSink(Sink):
 
     Parameters
     ----------
-    bootstrap_servers
-        ``"host:port[,host:port...]"`` or a list of them.
-    client_id
-        Client id shown in broker logs and quotas.
-    compression_type
-        One of :data:`COMPRESSION_TYPES`.
-    security
-        TLS/SASL settings, see :func:`client_options`.
     producer_options
         Other ``KafkaProducer`` settings (``linger_ms``, ``batch_size``, ...).
-    delivery_timeout_s
-        Longest a write may take, retries included, before it fails.
     max_block_s
         Longest :meth:`send` may block (buffer full, topic metadata unknown).
-    connect_timeout_s
-        Budget of one connection attempt.
-    reconnect_backoff_max_s
-        Longest pause between failed connection attempts.
-    stuck_after_s
-        Writes unanswered for this long mean the producer is stuck and is replaced (see
-        :meth:`flush`); by default ``delivery_timeout_s`` plus half of it (at least 5 s).
+
+    The other parameters (``bootstrap_servers``, ``client_id``, ``compression_type``,
+    ``security``, ``delivery_timeout_s``, ``connect_timeout_s``, ``reconnect_backoff_max_s``,
+    ``stuck_after_s``) are described in :class:`~stream_rnn.io._client.TrackedSink`.
 
     Examples
     --------
@@ -980,72 +872,31 @@ class KafkaSink(Sink):
     >>> sink.close()
     """
 
-    def __init__(
-        self,
-        *,
-        bootstrap_servers: str | Sequence[str],
-        client_id: str = "stream-rnn",
-        compression_type: str | None = None,
-        security: Mapping[str, Any] | None = None,
-        producer_options: Mapping[str, Any] | None = None,
-        delivery_timeout_s: float = 30.0,
-        max_block_s: float = 5.0,
-        connect_timeout_s: float = 5.0,
-        reconnect_backoff_max_s: float = 30.0,
-        stuck_after_s: float | None = None,
-    ) -> None:
-        self.bootstrap_servers = bootstrap_servers
-        self.client_id = client_id
-        self.compression_type = compression_type
-        self.security = security
-        self.producer_options = producer_options
-        self.delivery_timeout_s = delivery_timeout_s
-        self.max_block_s = max_block_s
-        self.connect_timeout_s = connect_timeout_s
-        self.reconnect_backoff_max_s = reconnect_backoff_max_s
-        self.stuck_after_s = stuck_after_s
+    _log = log
+    _write_errors = (kafka_errors.KafkaError,)
+    _replace_reason = "failed or stuck writes"
 
-        if compression_type not in COMPRESSION_TYPES:
-            raise ValueError(f"compression_type must be one of {COMPRESSION_TYPES}")
-        options = dict(producer_options or {})
-        delivery_ms = int(delivery_timeout_s * 1000)
+    def _configure(self, producer_options: dict[str, Any]) -> None:
+        options = producer_options
+        delivery_ms = int(self.delivery_timeout_s * 1000)
         linger_ms = int(options.pop("linger_ms", 5))
         self._options: dict[str, Any] = {
-            "bootstrap_servers": bootstrap_servers,
-            "client_id": client_id,
-            "compression_type": compression_type,
+            "bootstrap_servers": self.bootstrap_servers,
+            "client_id": self.client_id,
+            "compression_type": self.compression_type,
             "linger_ms": linger_ms,
             # kafka-python requires delivery_timeout_ms >= linger_ms + request_timeout_ms.
             "request_timeout_ms": max(1, min(30_000, delivery_ms - linger_ms)),
-            **client_options(security or {}),
+            **client_options(self.security or {}),
             **options,
             "acks": "all",
             "enable_idempotence": True,
             "delivery_timeout_ms": delivery_ms,
-            "max_block_ms": int(max_block_s * 1000),
+            "max_block_ms": int(self.max_block_s * 1000),
         }
         self._producer: KafkaProducer | None = None
         self._client: KafkaNetClient | None = None
-        self._backoff = _Backoff(reconnect_backoff_max_s)
-        self._lock = threading.Lock()  # callbacks run on the producer's sender thread
-        self._failures: list[FailedSend] = []
-        self._pending = 0
-        self._pending_since: float | None = None  # when pending last went from 0 to 1
-        self._generation = 0  # bumped when the producer is replaced; older callbacks ignored
-        self._last_ack = 0.0
-        self._last_failure = -1.0
-        self._closed = False
-
-    @classmethod
-    def from_config(cls, kafka: Any, **kwargs: Any) -> KafkaSink:
-        """Build from the daemon's ``[kafka]`` settings (any object with those attributes)."""
-        return cls(
-            bootstrap_servers=kafka.bootstrap,
-            client_id=kafka.client_id,
-            compression_type=kafka.compression,
-            security=client_options(kafka),
-            **kwargs,
-        )
+        self._backoff = _Backoff(self.reconnect_backoff_max_s)
 
     def connect(self, timeout_s: float | None = None) -> bool:
         """Try to connect now, ignoring the backoff; returns whether the producer exists.
@@ -1091,137 +942,40 @@ class KafkaSink(Sink):
             healthy = self._last_ack > self._last_failure
         return healthy or _any_broker_connected(self._client)
 
-    def send(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes,
-        headers: Sequence[tuple[str, bytes]] = (),
-        *,
-        context: Any = None,
-    ) -> None:
-        """Queue one write; if it fails, :meth:`failures` and :meth:`flush` say so.
-
-        Raises only for programming errors (invalid topic name, value not bytes, ...).
-        """
-        if self._closed:
-            raise RuntimeError("KafkaSink is closed")
-        if self._producer is None and not (self._backoff.due() and self.connect()):
-            self._fail(topic, key, context, kafka_errors.KafkaConnectionError("not connected"))
-            return
+    # The producer connects on first use (with backoff), so a write may find none.
+    def _reconnect(self) -> KafkaProducer | None:
+        if not (self._backoff.due() and self.connect()):
+            return None
         producer = self._producer
         if producer is None:  # closed concurrently
             raise RuntimeError("KafkaSink is closed")
-        with self._lock:
-            if self._pending == 0:
-                self._pending_since = time.monotonic()
-            self._pending += 1
-            generation = self._generation
-        try:
-            future = producer.send(topic, value=value, key=key, headers=list(headers))
-        except BaseException as exc:
-            with self._lock:
-                self._settled()
-            if not isinstance(exc, kafka_errors.KafkaError):
-                raise
-            self._fail(topic, key, context, exc)
-            return
+        return producer
+
+    def _unreachable(self) -> BaseException:
+        return kafka_errors.KafkaConnectionError("not connected")
+
+    def _produce_raw(self, producer: KafkaProducer, generation: int, topic: str,
+                     key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]],
+                     context: Any) -> None:
+        future = producer.send(topic, value=value, key=key, headers=list(headers))
         future.add_callback(self._acked, generation)
         future.add_errback(self._failed, generation, topic, key, context)
 
-    def _settled(self) -> None:  # with self._lock held
-        self._pending -= 1
-        if self._pending == 0:
-            self._pending_since = None
+    def _flush_producer(self, producer: KafkaProducer, timeout_s: float) -> None:
+        try:
+            producer.flush(timeout=timeout_s)
+        except kafka_errors.KafkaTimeoutError:
+            pass  # what is left unanswered is counted by the caller
 
-    def _acked(self, generation: int, _metadata: Any) -> None:
-        with self._lock:
-            if generation == self._generation:
-                self._settled()
-                self._last_ack = time.monotonic()
+    def _must_replace(self, failures: list[FailedSend]) -> bool:
+        # A transient failure (timeout, lost connection) is retriable: kafka-python gets
+        # over it by itself.
+        return any(not getattr(f.error, "retriable", False) for f in failures)
 
-    def _failed(self, generation: int, topic: str, key: bytes | None, context: Any,
-                error: BaseException) -> None:
-        with self._lock:
-            if generation != self._generation:
-                return  # already reported when the producer was replaced
-            self._settled()
-        self._fail(topic, key, context, error)
+    def _discard_producer(self, producer: KafkaProducer) -> None:
+        self._client = None
+        _close_producer(producer, 0.0)
 
-    def _fail(self, topic: str, key: bytes | None, context: Any, error: BaseException) -> None:
-        log.warning("Kafka write to %s failed: %s", topic, error)
-        with self._lock:
-            self._failures.append(FailedSend(topic, key, context, error))
-            self._last_failure = time.monotonic()
-
-    def pending(self) -> int:
-        """Writes sent and not yet acknowledged nor failed."""
-        with self._lock:
-            return self._pending
-
-    def failures(self) -> list[FailedSend]:
-        """Writes that failed since the last :meth:`flush` (this call does not clear them)."""
-        with self._lock:
-            return list(self._failures)
-
-    def flush(self, timeout_s: float = 10.0) -> None:
-        """Wait until every write so far is acknowledged.
-
-        The producer is replaced by a new one (on the next :meth:`send`) when a write
-        failed for a reason other than a transient one (a timeout, a lost connection), or
-        when writes stay unanswered well past ``delivery_timeout_s``: the idempotent
-        producer can get stuck in states it does not leave by itself (seen with a broker
-        that restarted and lost its producer ids).
-
-        Raises
-        ------
-        DeliveryError
-            If a write since the previous flush failed, or some are still unacknowledged at
-            the timeout. Failures are reported once: the raise clears them.
-        """
-        if self._producer is not None:
-            try:
-                self._producer.flush(timeout=timeout_s)
-            except kafka_errors.KafkaTimeoutError:
-                pass
-        with self._lock:
-            failures, self._failures = self._failures, []
-            unacknowledged = self._pending
-            since = self._pending_since
-        if failures or unacknowledged:
-            stuck = since is not None and time.monotonic() - since > self._stuck_after_s()
-            if stuck or any(not getattr(f.error, "retriable", False) for f in failures):
-                self._replace_producer()
-            raise DeliveryError(failures, unacknowledged)
-
-    def _stuck_after_s(self) -> float:
-        # kafka-python completes (acks or fails) every write within delivery_timeout_ms;
-        # past that plus a margin, the producer is not going to.
-        if self.stuck_after_s is not None:
-            return self.stuck_after_s
-        return self.delivery_timeout_s + max(5.0, 0.5 * self.delivery_timeout_s)
-
-    def _replace_producer(self) -> None:
-        # Writes still in flight on the old producer count as unacknowledged now (the
-        # caller is told by the DeliveryError being raised) and their callbacks are ignored.
-        with self._lock:
-            self._generation += 1
-            self._pending = 0
-            self._pending_since = None
-        producer, self._producer, self._client = self._producer, None, None
-        if producer is not None:
-            log.warning("replacing the Kafka producer (failed or stuck writes)")
-            _close_producer(producer, 0.0)
-
-    def close(self, timeout_s: float = 10.0) -> None:
-        """Close the producer; queued writes get ``timeout_s`` to complete. Idempotent."""
-        self._closed = True
-        producer, self._producer, self._client = self._producer, None, None
-        if producer is not None:
-            _close_producer(producer, timeout_s)
-
-    def __enter__(self) -> KafkaSink:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _release_producer(self, producer: KafkaProducer, timeout_s: float) -> None:
+        self._client = None
+        _close_producer(producer, timeout_s)
