@@ -58,7 +58,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import (
@@ -72,9 +72,15 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from stream_rnn.io._client import FailedSend, TrackedSink, client_options
-from stream_rnn.io.base import CommitError, Partition, RebalanceRequest, Record, Source
-from stream_rnn.io.kafka import KafkaRebalance
+from stream_rnn.io._client import (
+    FailedSend,
+    GroupSource,
+    KafkaRebalance,
+    TrackedSink,
+    _Job,
+    client_options,
+)
+from stream_rnn.io.base import CommitError, Partition, Record
 
 __all__ = [
     "CONSUMER_OPTION_NAMES",
@@ -278,24 +284,6 @@ def _tp(partition: Partition, offset: int | None = None) -> TopicPartition:
     return TopicPartition(partition.topic, partition.partition, offset)
 
 
-def _names(partitions: Iterable[Partition]) -> str:
-    return ", ".join(str(p) for p in sorted(partitions)) or "-"
-
-
-@dataclass(eq=False)
-class _Job:
-    """One ``consume()`` on the owner thread."""
-
-    timeout_s: float
-    max_records: int
-    messages: list[Any] | None = None
-    error: BaseException | None = None
-    done: bool = False
-    # Partitions sought or paused while this call was inside a rebalance callback: its
-    # records for them may predate the change, so they are dropped and rewound.
-    dirty: set[Partition] = field(default_factory=set)
-
-
 @dataclass(eq=False)
 class _Op:
     """A call on the consumer made for the runner's thread."""
@@ -306,7 +294,7 @@ class _Op:
     done: bool = False
 
 
-class ConfluentSource(Source):
+class ConfluentSource(GroupSource):
     """Consumer-group reader of the input topics (and optionally a labels topic), over
     librdkafka.
 
@@ -316,27 +304,13 @@ class ConfluentSource(Source):
 
     Parameters
     ----------
-    topics
-        Input topic names.
-    bootstrap_servers
-        ``"host:port[,host:port...]"`` or a list of them.
-    group_id
-        Consumer group.
-    labels_topic
-        Also read this topic.
-    client_id
-        Client id shown in broker logs and quotas.
     security
         TLS/SASL settings, see :func:`librdkafka_security`.
     consumer_options
         Consumer settings by their kafka-python names (see :data:`CONSUMER_OPTION_NAMES`)
         or librdkafka names (``"fetch.wait.max.ms"``). Auto-commit stays off.
-    rebalance_timeout_s
-        How long a rebalance step waits for ``done()``; below ``max_poll_interval_ms``.
-    connect_timeout_s
-        Budget of one connection attempt.
-    reconnect_backoff_max_s
-        Longest pause between failed connection attempts.
+
+    For the other parameters see :class:`~stream_rnn.io._client.GroupSource`.
 
     Examples
     --------
@@ -348,49 +322,25 @@ class ConfluentSource(Source):
     >>> source.close()
     """
 
-    def __init__(
-        self,
-        topics: Iterable[str],
-        *,
-        bootstrap_servers: str | Sequence[str],
-        group_id: str,
-        labels_topic: str | None = None,
-        client_id: str = "stream-rnn",
-        security: Mapping[str, Any] | None = None,
-        consumer_options: Mapping[str, Any] | None = None,
-        rebalance_timeout_s: float = 30.0,
-        connect_timeout_s: float = 5.0,
-        reconnect_backoff_max_s: float = 30.0,
-    ) -> None:
-        self.topics = tuple(topics)
-        self.bootstrap_servers = bootstrap_servers
-        self.group_id = group_id
-        self.labels_topic = labels_topic
-        self.client_id = client_id
-        self.security = security
-        self.consumer_options = consumer_options
-        self.rebalance_timeout_s = rebalance_timeout_s
-        self.connect_timeout_s = connect_timeout_s
-        self.reconnect_backoff_max_s = reconnect_backoff_max_s
+    _log = log
+    _auto_commit_options = ("enable_auto_commit", "enable.auto.commit")
+    _client_errors = (KafkaException,)
+    # Every call on the consumer runs on the owner thread between two consume() calls,
+    # except while a rebalance callback waits for the runner: the consume() that serves it
+    # is then in flight and may return records fetched before a seek or pause.
+    _races_while_parked = True
 
-        if not self.topics:
-            raise ValueError("at least one input topic is needed")
-        options = dict(consumer_options or {})
-        for name in ("enable_auto_commit", "enable.auto.commit"):
-            if options.pop(name, False):
-                raise ValueError("enable_auto_commit cannot be used: the runner commits offsets")
+    def _consumer_settings(self, options: dict[str, Any]) -> tuple[dict[str, Any], Any]:
         conf = _translate(options, CONSUMER_OPTION_NAMES, "consumer")
-        max_poll_interval_ms = int(conf.get("max.poll.interval.ms", 300_000))
-        if not 0 < rebalance_timeout_s * 1000 < max_poll_interval_ms:
-            raise ValueError(
-                f"rebalance_timeout_s ({rebalance_timeout_s}) must be positive and below "
-                f"max_poll_interval_ms ({max_poll_interval_ms} ms)"
-            )
-        self._health = _Health("consumer", bootstrap_servers, reconnect_backoff_max_s)
+        return conf, int(conf.get("max.poll.interval.ms", 300_000))
+
+    def _configure(self, settings: dict[str, Any]) -> None:
+        conf = settings
+        self._health = _Health("consumer", self.bootstrap_servers, self.reconnect_backoff_max_s)
         self._conf: dict[str, Any] = {
-            **_common_conf(bootstrap_servers, client_id, self._health, connect_timeout_s,
-                           reconnect_backoff_max_s, security),
-            "group.id": group_id,
+            **_common_conf(self.bootstrap_servers, self.client_id, self._health,
+                           self.connect_timeout_s, self.reconnect_backoff_max_s, self.security),
+            "group.id": self.group_id,
             "auto.offset.reset": "earliest",
             # librdkafka counts an empty fetch at a new log end as an error (partition EOF)
             # and holds that partition's next fetch back this long: 500 ms by default, which
@@ -401,7 +351,6 @@ class ConfluentSource(Source):
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
         }
-        self._subscription = list(dict.fromkeys([*self.topics, *filter(None, [labels_topic])]))
         # The cooperative assignor hands over partition increments, the others everything.
         self._cooperative = "cooperative" in str(conf.get("partition.assignment.strategy", ""))
         # Built now: librdkafka contacts nothing until subscribed, and refuses bad settings
@@ -409,34 +358,10 @@ class ConfluentSource(Source):
         self._consumer = _client(Consumer, self._conf, "consumer")
 
         # Shared between the runner's thread and the owner thread, guarded by _cond.
-        self._cond = threading.Condition()
-        self._queued: deque[KafkaRebalance] = deque()  # not yet given to the runner
         self._ops: deque[_Op] = deque()
-        self._job: _Job | None = None
-        self._parked = False  # the owner waits in a rebalance callback
-        self._closing = False
         self._start: dict[Partition, int] = {}  # offsets sought before the assignment
         self._high: dict[Partition, int] = {}  # high watermarks after the latest consume
         self._owner: threading.Thread | None = None
-
-        # The runner's side (its thread only).
-        self._outstanding: deque[KafkaRebalance] = deque()
-        self._assigned: set[Partition] = set()
-        self._paused: set[Partition] = set()
-        self._next: dict[Partition, int] = {}
-
-    @classmethod
-    def from_config(cls, kafka: Any, **kwargs: Any) -> ConfluentSource:
-        """Build from the daemon's ``[kafka]`` settings (any object with those attributes)."""
-        return cls(
-            kafka.input_topics,
-            bootstrap_servers=kafka.bootstrap,
-            group_id=kafka.group,
-            labels_topic=kafka.labels_topic,
-            client_id=kafka.client_id,
-            security=client_options(kafka),
-            **kwargs,
-        )
 
     def connect(self, timeout_s: float | None = None) -> bool:
         """Join the group (in the background); librdkafka connects and reconnects by
@@ -485,7 +410,7 @@ class ConfluentSource(Source):
             except BaseException as exc:  # noqa: BLE001 -- handed to the runner's thread
                 error = exc
             with self._cond:
-                job.messages, job.error, job.done = messages, error, True
+                job.result, job.error, job.done = messages, error, True
                 self._cond.notify_all()
 
     def _note_watermarks(self, got_records: bool) -> None:
@@ -567,16 +492,9 @@ class ConfluentSource(Source):
         parts = tuple(sorted(Partition(tp.topic, tp.partition) for tp in partitions))
         if not parts or self._closing:
             return None  # during close() the runner has made its final checkpoint already
-        now = time.monotonic()
-        request = KafkaRebalance(kind, parts, created=now,
-                                 deadline=now + self.rebalance_timeout_s,
-                                 _on_done=self._wake)
-        with self._cond:
-            self._queued.append(request)
-            self._parked = True
-            self._cond.notify_all()
-        log.info("rebalance: %s %s; waiting for the runner", kind, _names(parts))
-        try:
+        # librdkafka releases the partitions when this callback returns, so it waits here,
+        # on the owner thread, and meanwhile serves the runner's calls for this step.
+        with self._waiting_for_runner(kind, parts, self._wake) as request:
             while True:
                 self._serve_ops()  # the runner's commits and seeks for this step
                 with self._cond:
@@ -586,13 +504,6 @@ class ConfluentSource(Source):
                     if not self._ops:
                         self._cond.wait(min(remaining, _CALLBACK_TICK_S))
             self._serve_ops()
-        finally:
-            with self._cond:
-                self._parked = False
-                request.expired = not request.is_done
-        if request.expired and not self._closing:
-            log.warning("rebalance: %s %s not done within %.1f s; the consumer goes on "
-                        "without it", kind, _names(parts), self.rebalance_timeout_s)
         return request
 
     def _wake(self) -> None:
@@ -601,35 +512,18 @@ class ConfluentSource(Source):
 
     # -- the runner's API -------------------------------------------------------------------
 
-    def rebalance_requests(self) -> list[RebalanceRequest]:
-        """Rebalance steps not yet taken, oldest first; call ``done()`` on each when handled."""
-        self._apply_done()
-        with self._cond:
-            taken = list(self._queued)
-            self._queued.clear()
-        self._outstanding.extend(taken)
-        return list(taken)
+    def _assignment_done(self, request: KafkaRebalance, parts: set[Partition]) -> None:
+        if request.expired:
+            # Assigned paused by the callback meanwhile: seek (done already) and resume
+            # what the runner has not paused itself.
+            resume = [_tp(p) for p in parts if p not in self._paused]
+            if resume:
+                self._call(lambda tps=resume: self._consumer.resume(tps))
 
-    def _apply_done(self) -> None:
-        while self._outstanding and self._outstanding[0].is_done:
-            request = self._outstanding.popleft()
-            parts = set(request.partitions)
-            if request.kind == "assigned":
-                self._assigned |= parts
-                if request.expired:
-                    # Assigned paused by the callback meanwhile: seek (done already) and
-                    # resume what the runner has not paused itself.
-                    resume = [_tp(p) for p in parts if p not in self._paused]
-                    if resume:
-                        self._call(lambda tps=resume: self._consumer.resume(tps))
-            else:
-                self._assigned -= parts
-                self._paused -= parts
-                for p in parts:
-                    self._next.pop(p, None)
-                with self._cond:
-                    for p in parts:
-                        self._high.pop(p, None)
+    def _released(self, parts: set[Partition]) -> None:
+        with self._cond:
+            for p in parts:
+                self._high.pop(p, None)
 
     def poll(self, timeout_s: float = 1.0, max_records: int = 500) -> dict[Partition, list[Record]]:
         """Records per partition, each list in offset order.
@@ -646,31 +540,16 @@ class ConfluentSource(Source):
         with self._cond:
             if self._queued:
                 return {}
-            if self._job is None:
-                self._job = _Job(timeout_s=max(0.0, timeout_s), max_records=max_records)
-                self._cond.notify_all()
-            job = self._job
-            grace = deadline + 0.25
-            while not job.done and not self._queued:
-                remaining = grace - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._cond.wait(remaining)
-            if self._queued or not job.done:
-                return {}
-            self._job = None
-        if job.error is not None:
-            error = job.error
-            if isinstance(error, KafkaException) and error.args[0].retriable():
-                log.warning("Kafka poll failed, will retry: %s", error)
-                return {}
-            raise error
+            job = self._take_job(
+                lambda: _Job(timeout_s=max(0.0, timeout_s), max_records=max_records), deadline)
+        if job is None or self._job_failed(job):
+            return {}
         self._apply_done()
-        return self._deliver(job)
+        return self._hand_out(job, self._by_partition(job.result or ()).items())
 
-    def _deliver(self, job: _Job) -> dict[Partition, list[Record]]:
+    def _by_partition(self, messages: Iterable[Any]) -> dict[Partition, list[Any]]:
         grouped: dict[Partition, list[Any]] = {}
-        for message in job.messages or ():
+        for message in messages:
             error = message.error()
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:
@@ -682,35 +561,26 @@ class ConfluentSource(Source):
                 grouped[partition] = [message]
             else:
                 batch.append(message)
-        out: dict[Partition, list[Record]] = {}
-        for partition, batch in grouped.items():
-            if self._outstanding or partition not in self._assigned:
-                self._drop(partition, batch, "a rebalance step")
-                continue
-            if partition in self._paused or partition in job.dirty:
-                self._drop(partition, batch, "paused or sought meanwhile")
-                continue
-            records = []
-            for m in batch:
-                kind, ts = m.timestamp()
-                headers = m.headers()
-                records.append(Record(partition.topic, partition.partition, m.offset(),
-                                      m.key(), m.value(),
-                                      None if kind == TIMESTAMP_NOT_AVAILABLE else ts,
-                                      tuple(headers) if headers else ()))
-            out[partition] = records
-            self._next[partition] = records[-1].offset + 1
-        return out
+        return grouped
+
+    def _retriable(self, error: BaseException) -> bool:
+        return isinstance(error, KafkaException) and bool(error.args[0].retriable())
+
+    def _records(self, partition: Partition, batch: list[Any]) -> list[Record]:
+        records = []
+        for m in batch:
+            kind, ts = m.timestamp()
+            headers = m.headers()
+            records.append(Record(partition.topic, partition.partition, m.offset(),
+                                  m.key(), m.value(),
+                                  None if kind == TIMESTAMP_NOT_AVAILABLE else ts,
+                                  tuple(headers) if headers else ()))
+        return records
 
     def _drop(self, partition: Partition, batch: list[Any], why: str) -> None:
-        # Fetched but not handed out: put the position back to where the runner expects
-        # to continue, so they are fetched again (unless the partition has gone).
         if partition not in self._assigned:
-            return
-        rewind = self._next.get(partition, batch[0].offset())
-        log.debug("holding back %d records of %s (%s); position back to %d",
-                  len(batch), partition, why, rewind)
-        self._seek(partition, rewind)
+            return  # the partition has gone: its next owner reads these records
+        self._seek(partition, self._rewind(partition, batch[0].offset(), len(batch), why))
 
     def _seek(self, partition: Partition, offset: int) -> None:
         def seek() -> None:
@@ -725,70 +595,28 @@ class ConfluentSource(Source):
                                          f"{exc.args[0].str()}") from None
                     time.sleep(0.05)
 
-        with self._cond:
-            job = self._job
-            if job is not None and not job.done and self._parked:
-                job.dirty.add(partition)
+        self._note_change({partition})
         self._call(seek)
 
-    def assignment(self) -> frozenset[Partition]:
-        """Partitions this member owns now, as far as the runner is concerned."""
-        self._apply_done()
-        return frozenset(self._assigned)
-
-    def position(self, partition: Partition) -> int | None:
-        """Offset of the next record :meth:`poll` returns for ``partition``, once known."""
-        return self._next.get(partition)
-
-    def seek(self, partition: Partition, offset: int) -> None:
-        """Read ``partition`` from ``offset`` on (also while handling its ``assigned`` step:
-        the assignment then starts there)."""
-        self._apply_done()
-        partition = Partition(partition.topic, partition.partition)
-        being_assigned = self._being_assigned(partition)
-        if partition not in self._assigned and not being_assigned:
-            raise ValueError(f"{partition} is not assigned")
-        self._next[partition] = offset
-        if being_assigned:
-            with self._cond:
-                if self._parked:  # the callback assigns it at this offset
-                    self._start[partition] = offset
-                    return
-        self._seek(partition, offset)
+    def _start_at(self, partition: Partition, offset: int) -> bool:
+        with self._cond:
+            if self._parked:  # the callback assigns it at this offset
+                self._start[partition] = offset
+                return True
+        return False
 
     def _being_assigned(self, partition: Partition) -> bool:
+        # Only a step not done yet still assigns at the offset sought (see _start_at); the
+        # partition of one done but queued behind another is assigned already.
         return any(r.kind == "assigned" and partition in r.partitions and not r.is_done
                    for r in self._outstanding)
 
-    def _given_up(self) -> set[Partition]:
-        gone: set[Partition] = set()
-        for request in self._outstanding:
-            if request.kind == "lost" or (request.kind == "revoked" and request.expired):
-                gone.update(request.partitions)
-        return gone
-
-    def pause(self, partitions: Iterable[Partition]) -> None:
-        """Return no records of ``partitions`` until resumed (the group is not told)."""
-        self._apply_done()
-        parts = {Partition(p.topic, p.partition) for p in partitions}
-        self._paused |= parts
-        with self._cond:
-            job = self._job
-            if job is not None and not job.done and self._parked:
-                job.dirty |= parts
+    def _pause_client(self, parts: set[Partition]) -> None:
         live = [_tp(p) for p in parts if p in self._assigned]
         if live:
             self._call(lambda: self._consumer.pause(live))
 
-    def resume(self, partitions: Iterable[Partition]) -> None:
-        """Return records of ``partitions`` again, from where they stopped."""
-        self._apply_done()
-        parts = {Partition(p.topic, p.partition) for p in partitions} & self._paused
-        self._paused -= parts
-        live = [p for p in parts if p in self._assigned]
-        if not live:
-            return
-
+    def _resume_client(self, live: list[Partition]) -> None:
         def resume() -> None:
             # librdkafka dropped what it had prefetched at the pause; continue exactly
             # where the runner stands.
@@ -799,35 +627,13 @@ class ConfluentSource(Source):
 
         self._call(resume)
 
-    def paused(self) -> frozenset[Partition]:
-        """Partitions paused with :meth:`pause`."""
-        return frozenset(self._paused)
-
-    def commit(self, offsets: Mapping[Partition, int], timeout_s: float = 10.0) -> None:
-        """Commit ``{partition: next offset to read}`` synchronously.
-
-        Same rules as :meth:`stream_rnn.io.kafka.KafkaSource.commit`. librdkafka bounds the
-        wait by ``request_timeout_ms``; ``timeout_s`` is accepted for the same signature.
-
-        Raises
-        ------
-        CommitError
-            When the commit is not confirmed: broker unreachable, group rebalanced, or a
-            partition this member does not own (or no longer may commit).
-        """
-        if not offsets:
-            return
+    def _commit_refusal(self) -> CommitError | None:
         if self._closing:
-            raise CommitError("the source is closed", retriable=False)
-        self._apply_done()
-        parts = {Partition(p.topic, p.partition) for p in offsets}
-        foreign = parts - self._assigned
-        if foreign:
-            raise CommitError(f"not assigned here: {_names(foreign)}", retriable=False)
-        gone = parts & self._given_up()
-        if gone:
-            raise CommitError(f"no longer ours (lost, or revoke timed out): {_names(gone)}",
-                              retriable=False)
+            return CommitError("the source is closed", retriable=False)
+        return None
+
+    def _commit_offsets(self, offsets: Mapping[Partition, int], timeout_s: float) -> None:
+        # librdkafka bounds the wait by request_timeout_ms; timeout_s is not used.
         tps = [_tp(p, int(off)) for p, off in offsets.items()]
         try:
             result = self._call(lambda: self._consumer.commit(offsets=tps, asynchronous=False))
@@ -865,28 +671,9 @@ class ConfluentSource(Source):
 
         return self._call(ask) if parts else {}
 
-    def lag(self, refresh: bool = False, timeout_s: float = 5.0) -> dict[Partition, int]:
-        """Records between the position and the log end, per owned partition (when known).
-
-        Uses the high watermark carried by fetch responses; ``refresh=True`` also asks the
-        broker for the end offsets and keeps the larger of the two.
-        """
-        self._apply_done()
-        ends: dict[Partition, int] = {}
-        if refresh and self._assigned:
-            try:
-                ends = self.end_offsets(timeout_s=timeout_s)
-            except KafkaException as exc:
-                log.warning("end offsets unavailable: %s", exc)
+    def _highwaters(self) -> dict[Partition, int]:
         with self._cond:
-            high = dict(self._high)
-        out: dict[Partition, int] = {}
-        for p in sorted(self._assigned):
-            known = [v for v in (high.get(p), ends.get(p)) if v is not None]
-            position = self._next.get(p)
-            if known and position is not None:
-                out[p] = max(0, max(known) - position)
-        return out
+            return dict(self._high)
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Leave the group and release the client; commits nothing. Idempotent."""
@@ -909,18 +696,7 @@ class ConfluentSource(Source):
                 except Exception:  # noqa: BLE001 -- closing must not fail the shutdown
                     log.warning("closing the Kafka consumer failed", exc_info=True)
         self._owner = None
-        self._assigned.clear()
-        self._paused.clear()
-        self._next.clear()
-        self._outstanding.clear()
-        with self._cond:
-            self._queued.clear()
-
-    def __enter__(self) -> ConfluentSource:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._forget()
 
 
 class ConfluentSink(TrackedSink):
@@ -942,9 +718,7 @@ class ConfluentSink(TrackedSink):
     max_block_s
         Longest :meth:`send` may block while the local queue is full.
 
-    The other parameters (``bootstrap_servers``, ``client_id``, ``compression_type``,
-    ``delivery_timeout_s``, ``connect_timeout_s``, ``reconnect_backoff_max_s``,
-    ``stuck_after_s``) are described in :class:`~stream_rnn.io._client.TrackedSink`.
+    For the other parameters see :class:`~stream_rnn.io._client.TrackedSink`.
 
     Examples
     --------

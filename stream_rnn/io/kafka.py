@@ -65,9 +65,7 @@ import socket
 import ssl
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
@@ -81,16 +79,13 @@ from stream_rnn.io._client import (
     SECURITY_OPTIONS,
     DeliveryError,
     FailedSend,
+    GroupSource,
+    KafkaRebalance,
     TrackedSink,
+    _Job,
     client_options,
 )
-from stream_rnn.io.base import (
-    CommitError,
-    Partition,
-    RebalanceRequest,
-    Record,
-    Source,
-)
+from stream_rnn.io.base import CommitError, Partition, Record
 
 __all__ = [
     "COMPRESSION_TYPES",
@@ -157,52 +152,8 @@ def tls_preflight(options: Mapping[str, Any], timeout_s: float) -> None:
                             + "; ".join(problems))
 
 
-@dataclass
-class KafkaRebalance(RebalanceRequest):
-    """A :class:`~stream_rnn.io.base.RebalanceRequest` with its timing.
-
-    Attributes
-    ----------
-    created
-        ``time.monotonic()`` when the consumer reported the step.
-    deadline
-        ``time.monotonic()`` after which the consumer stops waiting for ``done()``.
-    completed
-        ``time.monotonic()`` of ``done()``, else None.
-    expired
-        True when the consumer stopped waiting before ``done()``.
-
-    Examples
-    --------
-    >>> r = KafkaRebalance("revoked", (Partition("in", 0),), created=1.0, deadline=31.0)
-    >>> r.is_done, r.completed
-    (False, None)
-    >>> r.done()
-    >>> r.is_done, r.completed is not None, r.error
-    (True, True, None)
-    """
-
-    created: float = 0.0
-    deadline: float = 0.0
-    completed: float | None = None
-    expired: bool = False
-    _on_done: Callable[[], None] | None = field(default=None, repr=False)
-
-    def done(self, error: BaseException | None = None) -> None:
-        """Tell the consumer the runner has finished with this step."""
-        if self.completed is None:
-            self.completed = time.monotonic()
-        super().done(error)
-        if self._on_done is not None:
-            self._on_done()
-
-
 def _tp(partition: Partition | TopicPartition) -> TopicPartition:
     return TopicPartition(partition.topic, partition.partition)
-
-
-def _names(partitions: Iterable[Partition]) -> str:
-    return ", ".join(f"{p.topic}:{p.partition}" for p in sorted(partitions)) or "-"
 
 
 class _Backoff:
@@ -249,6 +200,34 @@ def _close_clients(created: list[KafkaNetClient]) -> None:
     created.clear()
 
 
+def _open(client_cls: Callable[..., Any], options: dict[str, Any], budget_s: float,
+          backoff: _Backoff, role: str) -> tuple[Any, KafkaNetClient | None] | None:
+    """Build a ``KafkaConsumer`` or ``KafkaProducer`` within ``budget_s``, with its network
+    client; None (logged, and the backoff moved on) while the broker cannot be reached.
+
+    Raises ``KafkaConfigurationError`` for settings kafka-python rejects (never retried).
+    """
+    created: list[KafkaNetClient] = []
+    try:
+        tls_preflight(options, budget_s)
+        built = client_cls(
+            **options,
+            bootstrap_timeout_ms=max(1, int(budget_s * 1000)),
+            kafka_client=_client_factory(created),
+        )
+    except kafka_errors.KafkaConfigurationError:
+        _close_clients(created)
+        raise
+    except (kafka_errors.KafkaError, OSError) as exc:
+        _close_clients(created)
+        backoff.failed()
+        log.warning("Kafka %s cannot reach %s (%s); next attempt in %.1f s",
+                    role, options["bootstrap_servers"], exc, backoff.delay_s)
+        return None
+    backoff.succeeded()
+    return built, created[-1] if created else None
+
+
 def _any_broker_connected(client: KafkaNetClient | None) -> bool:
     if client is None:
         return False
@@ -256,20 +235,6 @@ def _any_broker_connected(client: KafkaNetClient | None) -> bool:
         return any(client.connected(broker.node_id) for broker in client.cluster.brokers())
     except Exception:  # noqa: BLE001 -- a state query only
         return False
-
-
-@dataclass(eq=False)
-class _Job:
-    """One ``KafkaConsumer.poll()`` call on the poller thread."""
-
-    timeout_ms: int
-    max_records: int
-    result: dict[TopicPartition, list[Any]] | None = None
-    error: BaseException | None = None
-    done: bool = False
-    # Partitions seeked or paused while this call was fetching: its records for them may
-    # predate the change, so they are dropped and the partition rewound.
-    dirty: set[Partition] = field(default_factory=set)
 
 
 def _joining(consumer: KafkaConsumer) -> bool:
@@ -292,7 +257,7 @@ class _Listener(AsyncConsumerRebalanceListener):  # type: ignore[misc]
         await self._source._hand_over("lost", lost)
 
 
-class KafkaSource(Source):
+class KafkaSource(GroupSource):
     """Consumer-group reader of the input topics (and optionally a labels topic).
 
     Offsets are committed only by :meth:`commit` (auto-commit is off); a group with no
@@ -301,27 +266,13 @@ class KafkaSource(Source):
 
     Parameters
     ----------
-    topics
-        Input topic names.
-    bootstrap_servers
-        ``"host:port[,host:port...]"`` or a list of them.
-    group_id
-        Consumer group.
-    labels_topic
-        Also read this topic; its records carry their topic, so the runner tells them apart.
-    client_id
-        Client id shown in broker logs and quotas.
     security
         TLS/SASL settings, see :func:`client_options`.
     consumer_options
         Other ``KafkaConsumer`` settings (``session_timeout_ms``, ``max_poll_interval_ms``,
         ``fetch_max_bytes``, ``partition_assignment_strategy``, ...). Auto-commit stays off.
-    rebalance_timeout_s
-        How long a rebalance step waits for ``done()``; below ``max_poll_interval_ms``.
-    connect_timeout_s
-        Budget of one connection attempt.
-    reconnect_backoff_max_s
-        Longest pause between failed connection attempts.
+
+    For the other parameters see :class:`~stream_rnn.io._client.GroupSource`.
 
     Examples
     --------
@@ -333,85 +284,32 @@ class KafkaSource(Source):
     >>> source.close()
     """
 
-    def __init__(
-        self,
-        topics: Iterable[str],
-        *,
-        bootstrap_servers: str | Sequence[str],
-        group_id: str,
-        labels_topic: str | None = None,
-        client_id: str = "stream-rnn",
-        security: Mapping[str, Any] | None = None,
-        consumer_options: Mapping[str, Any] | None = None,
-        rebalance_timeout_s: float = 30.0,
-        connect_timeout_s: float = 5.0,
-        reconnect_backoff_max_s: float = 30.0,
-    ) -> None:
-        self.topics = tuple(topics)
-        self.bootstrap_servers = bootstrap_servers
-        self.group_id = group_id
-        self.labels_topic = labels_topic
-        self.client_id = client_id
-        self.security = security
-        self.consumer_options = consumer_options
-        self.rebalance_timeout_s = rebalance_timeout_s
-        self.connect_timeout_s = connect_timeout_s
-        self.reconnect_backoff_max_s = reconnect_backoff_max_s
+    _log = log
+    _auto_commit_options = ("enable_auto_commit",)
+    _client_errors = (kafka_errors.KafkaError,)
+    # kafka-python fetches on its IO thread while a poll() runs: a seek or pause made then
+    # may come after records of that poll were fetched. While the listener is parked, no
+    # poll() returns records before the step is done and the runner has sought.
+    _races_while_parked = False
 
-        if not self.topics:
-            raise ValueError("at least one input topic is needed")
-        options = dict(consumer_options or {})
-        if options.pop("enable_auto_commit", False):
-            raise ValueError("enable_auto_commit cannot be used: the runner commits offsets")
-        max_poll_interval_ms = options.get("max_poll_interval_ms", 300_000)
-        if not 0 < rebalance_timeout_s * 1000 < max_poll_interval_ms:
-            raise ValueError(
-                f"rebalance_timeout_s ({rebalance_timeout_s}) must be positive and below "
-                f"max_poll_interval_ms ({max_poll_interval_ms} ms)"
-            )
+    def _consumer_settings(self, options: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+        return options, options.get("max_poll_interval_ms", 300_000)
+
+    def _configure(self, settings: dict[str, Any]) -> None:
         self._options: dict[str, Any] = {
-            "bootstrap_servers": bootstrap_servers,
-            "group_id": group_id,
-            "client_id": client_id,
+            "bootstrap_servers": self.bootstrap_servers,
+            "group_id": self.group_id,
+            "client_id": self.client_id,
             "auto_offset_reset": "earliest",
-            **client_options(security or {}),
-            **options,
+            **client_options(self.security or {}),
+            **settings,
             "enable_auto_commit": False,
         }
-        self._subscription = list(dict.fromkeys([*self.topics, *filter(None, [labels_topic])]))
-
         self._consumer: KafkaConsumer | None = None
         self._client: KafkaNetClient | None = None
         self._notifier: WakeupNotifier | None = None
-        self._backoff = _Backoff(reconnect_backoff_max_s)
+        self._backoff = _Backoff(self.reconnect_backoff_max_s)
         self._poller: threading.Thread | None = None
-
-        # Shared with the poller and IO threads, guarded by _cond. Never call into the
-        # consumer while holding it: the IO thread takes it from the listener.
-        self._cond = threading.Condition()
-        self._queued: deque[KafkaRebalance] = deque()  # not yet given to the runner
-        self._parked = False  # the IO thread is waiting in the listener
-        self._job: _Job | None = None
-        self._closing = False
-
-        # The runner's side (its thread only).
-        self._outstanding: deque[KafkaRebalance] = deque()  # given out, not yet applied
-        self._assigned: set[Partition] = set()
-        self._paused: set[Partition] = set()
-        self._next: dict[Partition, int] = {}
-
-    @classmethod
-    def from_config(cls, kafka: Any, **kwargs: Any) -> KafkaSource:
-        """Build from the daemon's ``[kafka]`` settings (any object with those attributes)."""
-        return cls(
-            kafka.input_topics,
-            bootstrap_servers=kafka.bootstrap,
-            group_id=kafka.group,
-            labels_topic=kafka.labels_topic,
-            client_id=kafka.client_id,
-            security=client_options(kafka),
-            **kwargs,
-        )
 
     # -- connection ------------------------------------------------------------------
 
@@ -425,27 +323,10 @@ class KafkaSource(Source):
         if self._closing:
             raise RuntimeError("KafkaSource is closed")
         budget = self.connect_timeout_s if timeout_s is None else timeout_s
-        created: list[KafkaNetClient] = []
-        try:
-            tls_preflight(self._options, budget)
-            consumer = KafkaConsumer(
-                **self._options,
-                bootstrap_timeout_ms=max(1, int(budget * 1000)),
-                kafka_client=_client_factory(created),
-            )
-        except kafka_errors.KafkaConfigurationError:
-            _close_clients(created)
-            raise
-        except (kafka_errors.KafkaError, OSError) as exc:
-            _close_clients(created)
-            self._backoff.failed()
-            log.warning(
-                "Kafka consumer cannot reach %s (%s); next attempt in %.1f s",
-                self.bootstrap_servers, exc, self._backoff.delay_s,
-            )
+        opened = _open(KafkaConsumer, self._options, budget, self._backoff, "consumer")
+        if opened is None:
             return False
-        self._backoff.succeeded()
-        self._client = created[-1] if created else None
+        consumer, self._client = opened
         # The listener must wait without blocking kafka-python's IO loop; WakeupNotifier is
         # that loop's thread-safe "sleep until notified or timed out" (kafka.net, public).
         self._notifier = WakeupNotifier(consumer._net)  # noqa: SLF001 -- the consumer's loop
@@ -478,7 +359,7 @@ class KafkaSource(Source):
                     return
             result: dict[TopicPartition, list[Any]] | None = None
             error: BaseException | None = None
-            timeout_ms = job.timeout_ms
+            timeout_ms = int(job.timeout_s * 1000)
             try:
                 while True:
                     result = consumer.poll(timeout_ms=timeout_ms, max_records=job.max_records)
@@ -504,60 +385,23 @@ class KafkaSource(Source):
         if kind == "assigned":
             consumer.pause(*map(_tp, parts))  # nothing is fetched before the runner seeks
         notifier = self._notifier
-        now = time.monotonic()
-        request = KafkaRebalance(
-            kind, parts, created=now, deadline=now + self.rebalance_timeout_s,
-            _on_done=notifier.notify if notifier is not None else None,
-        )
-        with self._cond:
-            self._queued.append(request)
-            self._parked = True
-            self._cond.notify_all()
-        log.info("rebalance: %s %s; waiting for the runner", kind, _names(parts))
-        try:
+        # Awaited on kafka-python's IO loop, so heartbeats keep flowing meanwhile.
+        with self._waiting_for_runner(
+            kind, parts, notifier.notify if notifier is not None else None
+        ) as request:
             while not request.is_done and not self._closing and notifier is not None:
                 remaining = request.deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 await notifier(min(remaining, _LISTENER_TICK_S))
-        finally:
-            with self._cond:
-                self._parked = False
-                request.expired = not request.is_done
-        if request.expired and not self._closing:
-            log.warning(
-                "rebalance: %s %s not done within %.1f s; the consumer goes on without it",
-                kind, _names(parts), self.rebalance_timeout_s,
-            )
 
     # -- the runner's API -----------------------------------------------------------
 
-    def rebalance_requests(self) -> list[RebalanceRequest]:
-        """Rebalance steps not yet taken, oldest first; call ``done()`` on each when handled."""
-        self._apply_done()
-        with self._cond:
-            taken = list(self._queued)
-            self._queued.clear()
-        self._outstanding.extend(taken)
-        return list(taken)
-
-    def _apply_done(self) -> None:
-        # Apply the steps the runner has finished to its view, in order. A step is applied
-        # only once done(), even if the consumer stopped waiting for it (commits of an
-        # expired revoke are refused meanwhile, and an assignment stays paused until then).
-        while self._outstanding and self._outstanding[0].is_done:
-            request = self._outstanding.popleft()
-            parts = set(request.partitions)
-            if request.kind == "assigned":
-                self._assigned |= parts
-                resume = [_tp(p) for p in parts if p not in self._paused]
-                if resume and self._consumer is not None:
-                    self._consumer.resume(*resume)
-            else:
-                self._assigned -= parts
-                self._paused -= parts
-                for p in parts:
-                    self._next.pop(p, None)
+    def _assignment_done(self, request: KafkaRebalance, parts: set[Partition]) -> None:
+        # The listener paused the partitions at assignment, whether or not it still waits.
+        resume = [_tp(p) for p in parts if p not in self._paused]
+        if resume and self._consumer is not None:
+            self._consumer.resume(*resume)
 
     def poll(self, timeout_s: float = 1.0, max_records: int = 500) -> dict[Partition, list[Record]]:
         """Records per partition, each list in offset order.
@@ -581,64 +425,31 @@ class KafkaSource(Source):
             if not self._backoff.due() or not self.connect():
                 return {}
         with self._cond:
-            if self._job is None:
-                self._job = _Job(timeout_ms=max(0, int(timeout_s * 1000)), max_records=max_records)
-                self._cond.notify_all()
-            job = self._job
             # The poller returns within timeout_s unless a group join is in flight: it
             # then drives the join to its end, and the job stays in flight for later polls.
-            grace = deadline + 0.25
-            while not job.done and not self._queued:
-                remaining = grace - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._cond.wait(remaining)
-            if self._queued or not job.done:
-                return {}
-            self._job = None
-        if job.error is not None:
-            error = job.error
-            if isinstance(error, kafka_errors.KafkaError) and error.retriable:
-                log.warning("Kafka poll failed, will retry: %s", error)
-                return {}
-            raise error
-        if self._outstanding:  # records come back after the runner's rebalance steps
-            for tp, batch in (job.result or {}).items():
-                if batch:
-                    self._drop(Partition(tp.topic, tp.partition), batch, "a rebalance step")
+            job = self._take_job(
+                lambda: _Job(timeout_s=max(0.0, timeout_s), max_records=max_records), deadline)
+        if job is None or self._job_failed(job):
             return {}
-        return self._deliver(job)
+        return self._hand_out(job, ((Partition(tp.topic, tp.partition), batch)
+                                    for tp, batch in (job.result or {}).items()))
 
     def _has_queued(self) -> bool:
         with self._cond:
             return bool(self._queued)
 
-    def _deliver(self, job: _Job) -> dict[Partition, list[Record]]:
-        out: dict[Partition, list[Record]] = {}
-        for tp, batch in (job.result or {}).items():
-            if not batch:
-                continue
-            partition = Partition(tp.topic, tp.partition)
-            if partition not in self._assigned:
-                self._drop(partition, batch, "not assigned")
-                continue
-            if partition in self._paused or partition in job.dirty:
-                self._drop(partition, batch, "paused or sought meanwhile")
-                continue
-            out[partition] = [
-                Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp,
-                       tuple(r.headers) if r.headers else ())
-                for r in batch
-            ]
-            self._next[partition] = batch[-1].offset + 1
-        return out
+    def _retriable(self, error: BaseException) -> bool:
+        return isinstance(error, kafka_errors.KafkaError) and bool(error.retriable)
+
+    def _records(self, partition: Partition, batch: list[Any]) -> list[Record]:
+        return [
+            Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp,
+                   tuple(r.headers) if r.headers else ())
+            for r in batch
+        ]
 
     def _drop(self, partition: Partition, batch: list[Any], why: str) -> None:
-        # Fetched but not handed out: the consumer's position is past these records, so put
-        # it back (to where the runner expects to continue) for them to be fetched again.
-        rewind = self._next.get(partition, batch[0].offset)
-        log.debug("holding back %d records of %s (%s); position back to %d",
-                  len(batch), partition, why, rewind)
+        rewind = self._rewind(partition, batch[0].offset, len(batch), why)
         try:
             self._seek(partition, rewind)
         except ValueError:
@@ -647,95 +458,29 @@ class KafkaSource(Source):
     def _seek(self, partition: Partition, offset: int) -> None:
         if self._consumer is None:
             raise RuntimeError("not connected to Kafka")
-        with self._cond:
-            job = self._job
-            if job is not None and not job.done and not self._parked:
-                job.dirty.add(partition)
+        self._note_change({partition})
         self._consumer.seek(_tp(partition), offset)
 
-    def assignment(self) -> frozenset[Partition]:
-        """Partitions this member owns now, as far as the runner is concerned."""
-        self._apply_done()
-        return frozenset(self._assigned)
-
-    def position(self, partition: Partition) -> int | None:
-        """Offset of the next record :meth:`poll` returns for ``partition``, once known."""
-        return self._next.get(partition)
-
-    def seek(self, partition: Partition, offset: int) -> None:
-        """Read ``partition`` from ``offset`` on (also while handling its ``assigned`` step)."""
-        self._apply_done()
-        partition = Partition(partition.topic, partition.partition)
-        if partition not in self._assigned and not self._being_assigned(partition):
-            raise ValueError(f"{partition} is not assigned")
-        self._next[partition] = offset
-        self._seek(partition, offset)
-
-    def _given_up(self) -> set[Partition]:
-        gone: set[Partition] = set()
-        for request in self._outstanding:
-            if request.kind == "lost" or (request.kind == "revoked" and request.expired):
-                gone.update(request.partitions)
-        return gone
-
-    def _being_assigned(self, partition: Partition) -> bool:
-        return any(r.kind == "assigned" and partition in r.partitions for r in self._outstanding)
-
-    def pause(self, partitions: Iterable[Partition]) -> None:
-        """Return no records of ``partitions`` until resumed (the group is not told)."""
-        self._apply_done()
-        parts = {Partition(p.topic, p.partition) for p in partitions}
-        self._paused |= parts
-        with self._cond:
-            job = self._job
-            if job is not None and not job.done and not self._parked:
-                job.dirty |= parts
+    def _pause_client(self, parts: set[Partition]) -> None:
         if self._consumer is not None and parts:
             self._consumer.pause(*map(_tp, parts))
 
-    def resume(self, partitions: Iterable[Partition]) -> None:
-        """Return records of ``partitions`` again, from where they stopped."""
-        self._apply_done()
-        parts = {Partition(p.topic, p.partition) for p in partitions} & self._paused
-        self._paused -= parts
-        live = [_tp(p) for p in parts if p in self._assigned]
-        if self._consumer is not None and live:
-            self._consumer.resume(*live)
+    def _resume_client(self, live: list[Partition]) -> None:
+        if self._consumer is not None:
+            self._consumer.resume(*map(_tp, live))
 
-    def paused(self) -> frozenset[Partition]:
-        """Partitions paused with :meth:`pause`."""
-        return frozenset(self._paused)
-
-    def commit(self, offsets: Mapping[Partition, int], timeout_s: float = 10.0) -> None:
-        """Commit ``{partition: next offset to read}`` synchronously.
-
-        Partitions of a ``revoked`` step can be committed until that step is done, unless
-        the consumer stopped waiting for it (``expired``: another member may own them
-        already, and Kafka would accept the commit anyway). Partitions of a ``lost`` step
-        are never committed.
-
-        Raises
-        ------
-        CommitError
-            When the commit is not confirmed: broker unreachable, group rebalanced, or a
-            partition this member does not own (or no longer may commit).
-        """
-        if not offsets:
-            return
+    def _commit_refusal(self) -> CommitError | None:
         if self._consumer is None:
+            return CommitError("not connected to Kafka", retriable=True)
+        return None
+
+    def _commit_offsets(self, offsets: Mapping[Partition, int], timeout_s: float) -> None:
+        consumer = self._consumer
+        if consumer is None:  # refused by _commit_refusal already
             raise CommitError("not connected to Kafka", retriable=True)
-        self._apply_done()
-        parts = {Partition(p.topic, p.partition) for p in offsets}
-        foreign = parts - self._assigned
-        if foreign:
-            raise CommitError(f"not assigned here: {_names(foreign)}", retriable=False)
-        gone = parts & self._given_up()
-        if gone:
-            raise CommitError(f"no longer ours (lost, or revoke timed out): {_names(gone)}",
-                              retriable=False)
         payload = {_tp(p): OffsetAndMetadata(int(off), "", -1) for p, off in offsets.items()}
         try:
-            self._consumer.commit(payload, timeout_ms=int(timeout_s * 1000))
+            consumer.commit(payload, timeout_ms=int(timeout_s * 1000))
         except kafka_errors.KafkaError as exc:
             raise CommitError(f"commit failed: {exc}", retriable=exc.retriable) from exc
 
@@ -759,26 +504,8 @@ class KafkaSource(Source):
                                           timeout_ms=int(timeout_s * 1000))
         return {Partition(tp.topic, tp.partition): int(end) for tp, end in ends.items()}
 
-    def lag(self, refresh: bool = False, timeout_s: float = 5.0) -> dict[Partition, int]:
-        """Records between the position and the log end, per owned partition (when known).
-
-        Uses the high watermark carried by fetch responses; ``refresh=True`` also asks the
-        broker for the end offsets and keeps the larger of the two.
-        """
-        self._apply_done()
-        ends: dict[Partition, int] = {}
-        if refresh and self._consumer is not None and self._assigned:
-            try:
-                ends = self.end_offsets(timeout_s=timeout_s)
-            except kafka_errors.KafkaError as exc:
-                log.warning("end offsets unavailable: %s", exc)
-        out: dict[Partition, int] = {}
-        for p in sorted(self._assigned):
-            known = [v for v in (self._highwater(p), ends.get(p)) if v is not None]
-            position = self._next.get(p)
-            if known and position is not None:
-                out[p] = max(0, max(known) - position)
-        return out
+    def _highwaters(self) -> dict[Partition, int | None]:
+        return {p: self._highwater(p) for p in sorted(self._assigned)}
 
     def _highwater(self, partition: Partition) -> int | None:
         if self._consumer is None:
@@ -807,18 +534,7 @@ class KafkaSource(Source):
         if poller is not None:
             poller.join(timeout_s)
         self._consumer = self._client = self._poller = None
-        self._assigned.clear()
-        self._paused.clear()
-        self._next.clear()
-        self._outstanding.clear()
-        with self._cond:
-            self._queued.clear()
-
-    def __enter__(self) -> KafkaSource:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._forget()
 
 
 def _close_producer(producer: KafkaProducer, timeout_s: float) -> None:
@@ -860,9 +576,7 @@ class KafkaSink(TrackedSink):
     max_block_s
         Longest :meth:`send` may block (buffer full, topic metadata unknown).
 
-    The other parameters (``bootstrap_servers``, ``client_id``, ``compression_type``,
-    ``security``, ``delivery_timeout_s``, ``connect_timeout_s``, ``reconnect_backoff_max_s``,
-    ``stuck_after_s``) are described in :class:`~stream_rnn.io._client.TrackedSink`.
+    For the other parameters see :class:`~stream_rnn.io._client.TrackedSink`.
 
     Examples
     --------
@@ -908,27 +622,10 @@ class KafkaSink(TrackedSink):
         if self._closed:
             raise RuntimeError("KafkaSink is closed")
         budget = self.connect_timeout_s if timeout_s is None else timeout_s
-        created: list[KafkaNetClient] = []
-        try:
-            tls_preflight(self._options, budget)
-            producer = KafkaProducer(
-                **self._options,
-                bootstrap_timeout_ms=max(1, int(budget * 1000)),
-                kafka_client=_client_factory(created),
-            )
-        except kafka_errors.KafkaConfigurationError:
-            _close_clients(created)
-            raise
-        except (kafka_errors.KafkaError, OSError) as exc:
-            _close_clients(created)
-            self._backoff.failed()
-            log.warning(
-                "Kafka producer cannot reach %s (%s); next attempt in %.1f s",
-                self.bootstrap_servers, exc, self._backoff.delay_s,
-            )
+        opened = _open(KafkaProducer, self._options, budget, self._backoff, "producer")
+        if opened is None:
             return False
-        self._backoff.succeeded()
-        self._client = created[-1] if created else None
+        producer, self._client = opened
         self._producer = producer
         log.info("Kafka producer connected to %s", self.bootstrap_servers)
         return True
