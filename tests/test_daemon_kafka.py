@@ -69,9 +69,12 @@ def _serve(bootstrap, topics, workdir, extra=(), env=None):
         section, name = field.split(".")
         environment[f"STREAM_RNN_{section.upper()}__{name.upper()}"] = value
     environment.update(env or {})
-    log = open(workdir / f"serve-{time.monotonic_ns()}.log", "wb")  # noqa: SIM115
-    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+    log_path = workdir / f"serve-{time.monotonic_ns()}.log"
+    log = open(log_path, "wb")  # noqa: SIM115
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
                             env=environment)
+    proc.log_path = log_path
+    return proc
 
 
 def _read_all(bootstrap, topic, partitions, expect=None, timeout_s=60.0, idle_s=3.0):
@@ -112,6 +115,14 @@ def _topics(new_topic, partitions=2):
 
 
 def _stop(proc, timeout_s=30.0):
+    # A SIGTERM before serve has installed its handlers would kill it outright (exit -15):
+    # wait for the line saying that it now drains instead.
+    deadline = time.monotonic() + timeout_s
+    while proc.poll() is None and time.monotonic() < deadline:
+        log_path = getattr(proc, "log_path", None)
+        if log_path is None or b"SIGTERM or SIGINT stops cleanly" in log_path.read_bytes():
+            break
+        time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     try:
         return proc.wait(timeout_s)

@@ -133,6 +133,8 @@ def serve(config, stop: threading.Event | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, on_signal)
+    # Operators and tests take this line as "SIGTERM now drains rather than kills".
+    log.info("serving; SIGTERM or SIGINT stops cleanly")
     started = time.monotonic()
     try:
         runner.run(until=stop.is_set)
