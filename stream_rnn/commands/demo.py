@@ -727,7 +727,10 @@ def _follow(replay: Replay, feeder: Feeder, reader: OutputReader, tally: Tally,
             _say(f"  {now - started:5.0f}s  produced {feeder.sent:>7,}  scored "
                  f"{len(tally.scores):>7,}  {rate:>6,.0f} events/s  {_flags_text(tally)}")
             last_line, answered_at_line = now, tally.answered
-        if feeder.finished and feeder.error is None and tally.answered >= feeder.sent:
+        # A feeder that finished because the demo was stopped is an interruption, not the
+        # end of the scenario: the next turn of the loop says so.
+        if (feeder.finished and feeder.error is None and tally.answered >= feeder.sent
+                and not stop.is_set()):
             return 0
         if tally.answered < feeder.sent and now - last_progress > _ANSWER_TIMEOUT_S:
             raise DemoError(f"the daemon answered nothing for {_ANSWER_TIMEOUT_S:g} s "
