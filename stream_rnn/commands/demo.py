@@ -251,25 +251,18 @@ def _check_reachable(bootstrap: str, timeout_s: float = 5.0) -> None:
 
 
 def _create_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 15.0) -> None:
-    from kafka.admin import NewTopic
-    from kafka.errors import KafkaError
+    from stream_rnn.io.produce import BrokerUnreachable, ProduceError, ensure_topics
 
+    by_partitions: dict[int, list[str]] = {}
+    for name, partitions in topics.items():
+        by_partitions.setdefault(partitions, []).append(name)
     try:
-        admin = _admin(bootstrap, timeout_s)
-    except (KafkaError, OSError) as exc:
-        raise DemoError(f"cannot reach Kafka at {bootstrap}: {exc}", 2) from None
-    try:
-        admin.create_topics([NewTopic(name, n, 1) for name, n in topics.items()])
-        deadline = time.monotonic() + timeout_s
-        while set(topics) - set(admin.list_topics()):
-            if time.monotonic() > deadline:
-                raise DemoError(f"topics not in the metadata of {bootstrap} after "
-                                f"{timeout_s:g} s")
-            time.sleep(0.05)
-    except KafkaError as exc:
-        raise DemoError(f"cannot create the demo's topics on {bootstrap}: {exc}") from None
-    finally:
-        admin.close()
+        for partitions, names in by_partitions.items():
+            ensure_topics(bootstrap, names, create_partitions=partitions, timeout_s=timeout_s)
+    except BrokerUnreachable as exc:
+        raise DemoError(str(exc), 2) from None
+    except ProduceError as exc:
+        raise DemoError(f"cannot create the demo's topics: {exc}") from None
 
 
 # -- the scenario ----------------------------------------------------------------------------
