@@ -71,15 +71,23 @@ class KafkaConfig:
     sasl_password: str | None = None
     #: Client library: "kafka-python" (pure Python) or "librdkafka" (confluent-kafka).
     client: str = "kafka-python"
+    #: Partition assignor of the group (every instance must name the same one).
+    assignor: str = "range"
 
     def __post_init__(self) -> None:
         if self.client not in KAFKA_CLIENTS:
             raise ConfigError(f"kafka.client: unknown client {self.client!r}; "
                               f"known: {', '.join(KAFKA_CLIENTS)}")
+        if self.assignor not in KAFKA_ASSIGNORS:
+            raise ConfigError(f"kafka.assignor: unknown assignor {self.assignor!r}; "
+                              f"known: {', '.join(KAFKA_ASSIGNORS)}")
 
 
 #: Values of ``[kafka] client``.
 KAFKA_CLIENTS = ("kafka-python", "librdkafka")
+#: Values of ``[kafka] assignor`` (those of ``stream_rnn.io.ASSIGNORS``; this module reads no
+#: client code). ``cooperative-sticky`` moves only the partitions that change owner.
+KAFKA_ASSIGNORS = ("range", "roundrobin", "cooperative-sticky")
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,8 @@ FLAGS = {
     "--key-field": ("events.key_fields", "entity key field (repeat for several)"),
     "--threshold": ("scoring.threshold", "flag events whose score exceeds this"),
     "--kafka-client": ("kafka.client", "Kafka client library: kafka-python | librdkafka"),
+    "--assignor": ("kafka.assignor", "partition assignor: range | roundrobin | "
+                   "cooperative-sticky (moves only the partitions that change owner)"),
 }
 
 

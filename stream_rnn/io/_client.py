@@ -39,8 +39,13 @@ __all__ = [
     "GroupSource",
     "KafkaRebalance",
     "TrackedSink",
+    "ASSIGNORS",
     "client_options",
 ]
+
+#: Partition assignors both client stacks offer, by their Kafka names. The cooperative one
+#: moves only the partitions that change owner: the others keep flowing through a rebalance.
+ASSIGNORS: tuple[str, ...] = ("range", "roundrobin", "cooperative-sticky")
 
 #: Client settings passed through for TLS and SASL (see :func:`client_options`).
 SECURITY_OPTIONS: tuple[str, ...] = (
@@ -496,6 +501,11 @@ class GroupSource(Source):
         Other consumer settings, by the names the subclass documents. Auto-commit stays off.
     rebalance_timeout_s
         How long a rebalance step waits for ``done()``; below ``max_poll_interval_ms``.
+    assignor
+        Partition assignor, one of :data:`ASSIGNORS`. ``"cooperative-sticky"`` revokes only
+        the partitions that move; ``"range"`` and ``"roundrobin"`` revoke everything at every
+        rebalance. All members of a group must name the same one. An assignor given in
+        ``consumer_options`` by the client's own name wins.
     connect_timeout_s
         Budget of one connection attempt.
     reconnect_backoff_max_s
@@ -523,6 +533,7 @@ class GroupSource(Source):
         security: Mapping[str, Any] | None = None,
         consumer_options: Mapping[str, Any] | None = None,
         rebalance_timeout_s: float = 30.0,
+        assignor: str = "range",
         connect_timeout_s: float = 5.0,
         reconnect_backoff_max_s: float = 30.0,
     ) -> None:
@@ -534,11 +545,15 @@ class GroupSource(Source):
         self.security = security
         self.consumer_options = consumer_options
         self.rebalance_timeout_s = rebalance_timeout_s
+        self.assignor = assignor
         self.connect_timeout_s = connect_timeout_s
         self.reconnect_backoff_max_s = reconnect_backoff_max_s
 
         if not self.topics:
             raise ValueError("at least one input topic is needed")
+        if assignor not in ASSIGNORS:
+            raise ValueError(f"unknown partition assignor {assignor!r}; known: "
+                             f"{', '.join(ASSIGNORS)}")
         options = dict(consumer_options or {})
         for name in self._auto_commit_options:
             if options.pop(name, False):
@@ -578,6 +593,7 @@ class GroupSource(Source):
             labels_topic=kafka.labels_topic,
             client_id=kafka.client_id,
             security=client_options(kafka),
+            assignor=kafka.assignor,
             **kwargs,
         )
 

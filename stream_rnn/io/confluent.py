@@ -332,6 +332,8 @@ class ConfluentSource(GroupSource):
 
     def _consumer_settings(self, options: dict[str, Any]) -> tuple[dict[str, Any], Any]:
         conf = _translate(options, CONSUMER_OPTION_NAMES, "consumer")
+        # librdkafka knows the assignors by their Kafka names.
+        conf.setdefault("partition.assignment.strategy", self.assignor)
         return conf, int(conf.get("max.poll.interval.ms", 300_000))
 
     def _configure(self, settings: dict[str, Any]) -> None:

@@ -71,6 +71,9 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka import errors as kafka_errors
 from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
+from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+from kafka.coordinator.assignors.range import RangePartitionAssignor
+from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from kafka.net import KafkaNetClient, WakeupNotifier
 from kafka.structs import MemberState
 
@@ -100,6 +103,12 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_ASSIGNOR_CLASSES = {
+    "range": RangePartitionAssignor,
+    "roundrobin": RoundRobinPartitionAssignor,
+    "cooperative-sticky": CooperativeStickyAssignor,
+}
 
 _BACKOFF_START_S = 0.5
 _LISTENER_TICK_S = 0.5  # the listener re-checks its deadline this often while waiting
@@ -293,6 +302,7 @@ class KafkaSource(GroupSource):
     _races_while_parked = False
 
     def _consumer_settings(self, options: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+        options.setdefault("partition_assignment_strategy", (_ASSIGNOR_CLASSES[self.assignor],))
         return options, options.get("max_poll_interval_ms", 300_000)
 
     def _configure(self, settings: dict[str, Any]) -> None:
