@@ -25,7 +25,7 @@ STEP = 300.0
 DAY = 86_400.0
 
 
-def _reference(slots, resets, valid, u, times, echo_slot, echo_ref, n_slots, B, W, warmup,
+def _reference(slots, resets, valid, u, extra, times, echo_slot, echo_ref, n_slots, B, W, warmup,
                warmup_time, long_memory, slow_memory, refractory, scale, alarm_margin):
     """The calibration written out plainly, one stream dictionary per slot."""
     def fresh():
@@ -54,6 +54,7 @@ def _reference(slots, resets, valid, u, times, echo_slot, echo_ref, n_slots, B, 
             if slow_memory:
                 x = min(x, gaussian_tail_decades((a - st["ms"]) / max(math.sqrt(st["vs"]),
                                                                       0.01)))
+            x = max(x, extra[i])
             explained = echo_ref[i] >= 0 and st["echo"][echo_ref[i]] >= x
             evidence = 0.0 if explained else x
             score = evidence / (evidence + scale)
@@ -82,6 +83,8 @@ def test_kernel_matches_the_plain_reference(slow_memory, alarm_margin):
     valid = rng.random(n) > 0.01
     u = np.log1p(rng.standard_t(3, n) ** 2)
     u[rng.integers(0, n, 20)] += 8.0
+    # Evidence from another test, now and then stronger than the surprise's own.
+    extra = np.where(rng.random(n) < 0.02, rng.uniform(0.0, 12.0, n), 0.0)
     times = np.cumsum(rng.uniform(0, 600, n))
     times[rng.random(n) < 0.05] = np.nan
     echo_slot = np.where(rng.random(n) < 0.9, rng.integers(0, B, n), -1)
@@ -92,11 +95,11 @@ def test_kernel_matches_the_plain_reference(slow_memory, alarm_margin):
             for name, (shape, dtype) in calibration_rows(W).items()}
     echo = np.zeros((n_slots, B), dtype=np.float32)
     out = np.zeros(n)
-    calibrate_many(slots, resets, valid, u, times, echo_slot, echo_ref, echo,
+    calibrate_many(slots, resets, valid, u, extra, times, echo_slot, echo_ref, echo,
                    *(rows[name] for name in CALIBRATION_ARGS), calibration_settings(**args),
                    out)
-    expected = _reference(slots, resets, valid, u, times, echo_slot, echo_ref, n_slots, B, W,
-                          **args)
+    expected = _reference(slots, resets, valid, u, extra, times, echo_slot, echo_ref, n_slots,
+                          B, W, **args)
     np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
     assert (out > DEFAULT_THRESHOLD).sum() >= 5  # the comparison covered alarms
 

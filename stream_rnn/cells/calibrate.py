@@ -197,8 +197,8 @@ def _tail_decades(a, mean, var):
 
 
 @jit
-def calibrate_many(slots, resets, valid, u, times, echo_slot, echo_ref, echo, buf, count, mean,
-                   var, mean_slow, var_slow, start, peak, reported, settings, out):
+def calibrate_many(slots, resets, valid, u, extra, times, echo_slot, echo_ref, echo, buf, count,
+                   mean, var, mean_slow, var_slow, start, peak, reported, settings, out):
     """Scores for a batch of surprises ``u`` of streams ``slots``, in arrival order.
 
     State, one row per stream, updated in place: ``buf`` ``(S, W)`` the last ``W``
@@ -217,8 +217,11 @@ def calibrate_many(slots, resets, valid, u, times, echo_slot, echo_ref, echo, bu
     as strong, event ``i`` scores 0, explained by it (a seasonal model's input replays
     an anomaly one season later). ``resets[i]`` zeroes the stream's state first (a new
     stream took the slot). Events with ``valid[i]`` False (a stream's first reading, with
-    nothing to forecast it from) score 0 and change nothing. ``out[i]`` receives the
-    score of event ``i``.
+    nothing to forecast it from) score 0 and change nothing. ``extra[i]`` is evidence in
+    decades from other tests of event ``i`` (for instance
+    :func:`~stream_rnn.cells.context.context_evidence`; 0: none): the stronger of it and
+    the surprise's own evidence counts, before echoes and the refractory rule. ``out[i]``
+    receives the score of event ``i``.
     """
     W = buf.shape[1]
     warmup = settings[_WARMUP]
@@ -263,6 +266,7 @@ def calibrate_many(slots, resets, valid, u, times, echo_slot, echo_ref, echo, bu
             x = _tail_decades(a, mean[s], var[s])
             if slow_memory > 0:
                 x = min(x, _tail_decades(a, mean_slow[s], var_slow[s]))
+            x = max(x, extra[i])
             evidence = x
             if echo_ref[i] >= 0 and echo[s, echo_ref[i]] >= x:
                 evidence = 0.0
@@ -358,6 +362,7 @@ class SurpriseCalibrator:
         self._reset = np.zeros(1, dtype=np.bool_)
         self._valid = np.ones(1, dtype=np.bool_)
         self._time = np.zeros(1, dtype=np.float64)
+        self._no_extra = np.zeros(1, dtype=np.float64)
         self._no_echo = np.full(1, -1, dtype=np.int64)
         self._echo = np.zeros((1, 1), dtype=np.float32)
         self._out = np.zeros(1, dtype=np.float64)
@@ -366,8 +371,8 @@ class SurpriseCalibrator:
         """Score of ``surprise`` at time ``t`` (seconds) against the past, then fold it in."""
         self._time[0] = math.nan if t is None else float(t)
         calibrate_many(self._slot, self._reset, self._valid,
-                       np.array([surprise], dtype=np.float64), self._time, self._no_echo,
-                       self._no_echo, self._echo,
+                       np.array([surprise], dtype=np.float64), self._no_extra, self._time,
+                       self._no_echo, self._no_echo, self._echo,
                        *(self._state[name] for name in CALIBRATION_ARGS), self._settings,
                        self._out)
         return float(self._out[0])

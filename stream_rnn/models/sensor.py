@@ -21,6 +21,12 @@ from stream_rnn.cells.calibrate import (
     check_params,
     cube_root_surprise,
 )
+from stream_rnn.cells.context import (
+    CONTEXT_ARGS,
+    context_evidence,
+    context_rows,
+    context_settings,
+)
 from stream_rnn.cells.network import Network
 from stream_rnn.cells.scaling import _fold_in, gaussian_surprise, scale_row
 from stream_rnn.models.base import RNNBase
@@ -31,6 +37,7 @@ __all__ = ["SensorAnomalyDetector"]
 _NET_ROWS = ("state", "snapshot", "window_inputs", "window_targets", "window_len", "pending")
 _SCALER_ROWS = ("scale_mean", "scale_var", "scale_count", "last", "ring_t", "ring_x")
 _CAL_ROWS = (*CALIBRATION_ARGS, "cal_echo")
+_CTX_ROWS = (*CONTEXT_ARGS, "ctx_echo")
 
 
 @jit
@@ -58,7 +65,7 @@ def _seasonal_index(ring_t, s, n, target):
 
 @jit
 def _prepare_sensor(slots, resets, X, T, mean, var, count, last, ring_t, ring_x, season, clip,
-                    memory, U, Y, valid, ring_slot, season_slot):
+                    memory, lag, U, Y, valid, ring_slot, season_slot, lag_X, lag_slot):
     """Network inputs, targets and validity for a batch of raw readings ``X`` ``(N, D)``.
 
     ``U[i, :D]`` is the key's previous reading; with ``season > 0`` ``U[i, D:]`` is its
@@ -68,6 +75,9 @@ def _prepare_sensor(slots, resets, X, T, mean, var, count, last, ring_t, ring_x,
     then the reading is folded in and buffered. ``ring_slot[i]`` receives the buffer slot
     of the reading and ``season_slot[i]`` that of its seasonal input (both ``-1``
     without ``season``; the latter also while the buffer does not reach back a season).
+    With ``season`` and ``lag > 0``, ``lag_X[i]`` is the key's raw reading one ``lag``
+    before ``T[i]`` and ``lag_slot[i]`` its buffer slot (NaN and ``-1`` while the buffer
+    does not reach back that far, and always without them).
     """
     D = X.shape[1]
     B = ring_t.shape[1]
@@ -87,6 +97,15 @@ def _prepare_sensor(slots, resets, X, T, mean, var, count, last, ring_t, ring_x,
         scale_row(mean, var, count, s, last[s], clip, U[i, :D])
         ring_slot[i] = n % B if season > 0.0 else -1
         season_slot[i] = -1
+        lag_slot[i] = -1
+        for k in range(D):
+            lag_X[i, k] = math.nan
+        if season > 0.0 and lag > 0.0:
+            j = _seasonal_index(ring_t, s, n, T[i] - lag)
+            if j >= 0:
+                lag_slot[i] = j
+                for k in range(D):
+                    lag_X[i, k] = ring_x[s, j, k]
         if season > 0.0:
             j = _seasonal_index(ring_t, s, n, T[i] - season)
             season_slot[i] = j
@@ -170,6 +189,18 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
     daily job the networks have not learned exactly, or yesterday's anomaly coming back
     through the seasonal input) is not news.
 
+    Context (``context_lag``, a week by default, with ``season``): a change that comes on
+    smoothly and then holds (a holiday in a city's traffic, a server left half idle)
+    surprises the forecasters for a step or two and is then learned away, but it differs
+    from the same hours one ``context_lag`` earlier for hours on end. Each reading's
+    difference from the key's reading one lag back, standardized by the key's long-run
+    size of that difference and averaged over about ``context_span`` seconds, is judged
+    against the key's own history of it (remembering about one lag), by
+    :func:`~stream_rnn.cells.context.context_evidence`; the stronger of that evidence and
+    the forecasters' counts. The view speaks only after ``warmup_seasons`` lags of
+    history, and only where ``season_buffer`` reaches back a lag (2016 readings for a week
+    of 5-minute data).
+
     ``score_one`` changes nothing; ``learn_one`` moves the key's state, statistics and
     calibration, and learns. Both take the reading's time ``t`` (seconds since the epoch,
     a ``datetime`` or a ``numpy.datetime64``), used only for the seasonal input.
@@ -199,6 +230,11 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
     season_echo
         Score 0 for evidence no stronger than that of the reading one season earlier
         (with ``season``).
+    context_lag
+        Seconds back to the reading each reading is compared with by the context view (a
+        week by default); ``None`` disables the view (as does ``season=None``).
+    context_span
+        Seconds over which the context view averages its evidence (two hours by default).
     activation, weight_decay, dropout, max_keys, input_size, dtype
         As for :class:`~stream_rnn.models.RNNRegressor`.
 
@@ -207,7 +243,9 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
     feature with the default network), ``8 * (3 * D + 1)`` bytes of running statistics,
     with ``season`` ``8 * season_buffer * (D + 1)`` bytes of seasonal buffer and
     ``4 * season_buffer`` of echo evidence, and ``8 * (short_window + 8)`` bytes of
-    calibration: 43 KB for one feature with the defaults, 2.1 KB without ``season``.
+    calibration; the context view adds ``8 * (D + 6)`` bytes and, with ``season``,
+    ``4 * season_buffer`` of its own echo evidence: 51 KB for one feature with the
+    defaults, 2.2 KB without ``season``.
 
     Examples
     --------
@@ -250,6 +288,8 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
         refractory: int = 300,
         alarm_margin: float = 0.1,
         season_echo: bool = True,
+        context_lag: float | None = 604_800.0,
+        context_span: float = 7_200.0,
         score_scale: float = DEFAULT_SCALE,
         activation: str = "tanh",
         weight_decay: float = 0.0,
@@ -276,6 +316,8 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
         self.warmup_seasons = warmup_seasons
         self.alarm_margin = alarm_margin
         self.season_echo = season_echo
+        self.context_lag = context_lag
+        self.context_span = context_span
         self.refractory = refractory
         self.score_scale = score_scale
         self._nets: list[Network] = []
@@ -309,6 +351,12 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
             raise ValueError(f"n_members must be a positive integer, got {self.n_members!r}")
         if self.season is not None and not self.season > 0:
             raise ValueError(f"season must be > 0 seconds or None, got {self.season!r}")
+        if self.context_lag is not None and not self.context_lag > 0:
+            raise ValueError(f"context_lag must be > 0 seconds or None, got "
+                             f"{self.context_lag!r}")
+        lag = self._context_seconds
+        self._context_settings = context_settings(
+            self.context_span, max(lag, 1.0), float(self.warmup_seasons) * lag)
         if not (isinstance(self.season_buffer, int | np.integer) and self.season_buffer >= 1):
             raise ValueError(f"season_buffer must be a positive integer, got "
                              f"{self.season_buffer!r}")
@@ -346,6 +394,8 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
             "ring_x": ((B, D), np.float64),
             **calibration_rows(self.short_window),
             "cal_echo": ((B,), np.float32),
+            **context_rows(D),
+            "ctx_echo": ((B,), np.float32),
         }
         for name, (shape, dtype) in rows.items():
             templates[name] = np.zeros((1, *shape), dtype=dtype)
@@ -374,6 +424,9 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
         buf.reset1 = np.zeros(1, dtype=np.bool_)
         buf.ring_slot = np.zeros(1, dtype=np.int64)
         buf.season_slot = np.zeros(1, dtype=np.int64)
+        buf.lag_x = np.zeros((1, D), dtype=np.float64)
+        buf.lag_slot = np.zeros(1, dtype=np.int64)
+        buf.extra = np.zeros(1, dtype=np.float64)
 
     def _member_rows(self, j: int) -> dict[str, np.ndarray]:
         # Looked up on every call: the store replaces its arrays when it grows.
@@ -389,7 +442,7 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
         nothing).
         """
         arrays = self._store.arrays
-        names = _SCALER_ROWS + _CAL_ROWS
+        names = _SCALER_ROWS + _CAL_ROWS + _CTX_ROWS
         if commit:
             return {name: arrays[name] for name in names}, slot
         return {name: arrays[name][slot : slot + 1].copy() for name in names}, 0
@@ -403,7 +456,8 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
         _prepare_sensor(buf.slot1, buf.reset1, buf.x, buf.t, rows["scale_mean"],
                         rows["scale_var"], rows["scale_count"], rows["last"], rows["ring_t"],
                         rows["ring_x"], self._season_seconds, self.clip, self.scale_memory,
-                        buf.U, buf.Y, buf.valid, buf.ring_slot, buf.season_slot)
+                        self._context_seconds, buf.U, buf.Y, buf.valid, buf.ring_slot,
+                        buf.season_slot, buf.lag_x, buf.lag_slot)
         if not buf.valid[0]:
             return 0.0
         buf.u[0] = 0.0
@@ -416,19 +470,34 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
             gaussian_surprise(buf.out[None, :], buf.Y, buf.z)
             _add_surprise(buf.z, buf.valid, buf.u)
         buf.u[0] /= len(self._nets)
-        self._calibrate(buf.slot1, buf.reset1, buf.valid, buf.u, buf.t, buf.ring_slot,
-                        buf.season_slot, rows, buf.score)
+        self._context(buf.slot1, buf.reset1, buf.valid, buf.x, buf.lag_x, buf.t,
+                      buf.ring_slot, buf.lag_slot, rows, buf.extra)
+        self._calibrate(buf.slot1, buf.reset1, buf.valid, buf.u, buf.extra, buf.t,
+                        buf.ring_slot, buf.season_slot, rows, buf.score)
         return float(buf.score[0])
 
     @property
     def _season_seconds(self) -> float:
         return 0.0 if self.season is None else float(self.season)
 
-    def _calibrate(self, slots, resets, valid, u, times, ring_slot, season_slot, rows,
+    @property
+    def _context_seconds(self) -> float:
+        """The context view's lag (0: no view; it needs the seasonal buffer)."""
+        if self.season is None or self.context_lag is None:
+            return 0.0
+        return float(self.context_lag)
+
+    def _context(self, slots, resets, valid, X, lag_X, times, ring_slot, lag_slot, rows,
+                 extra) -> None:
+        context_evidence(slots, resets, valid, X, lag_X, times, ring_slot, lag_slot,
+                         rows["ctx_echo"], *(rows[name] for name in CONTEXT_ARGS),
+                         self._context_settings, extra)
+
+    def _calibrate(self, slots, resets, valid, u, extra, times, ring_slot, season_slot, rows,
                    scores) -> None:
         if not self.season_echo:
             season_slot = np.full_like(season_slot, -1)
-        calibrate_many(slots, resets, valid, u, times, ring_slot, season_slot,
+        calibrate_many(slots, resets, valid, u, extra, times, ring_slot, season_slot,
                        rows["cal_echo"], *(rows[name] for name in CALIBRATION_ARGS),
                        self._settings, scores)
 
@@ -489,10 +558,13 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
         valid = np.empty(n, dtype=np.bool_)
         ring_slot = np.empty(n, dtype=np.int64)
         season_slot = np.empty(n, dtype=np.int64)
+        lag_X = np.empty((n, D), dtype=np.float64)
+        lag_slot = np.empty(n, dtype=np.int64)
         _prepare_sensor(slots, resets, X, T, arrays["scale_mean"], arrays["scale_var"],
                         arrays["scale_count"], arrays["last"], arrays["ring_t"],
                         arrays["ring_x"], self._season_seconds, self.clip, self.scale_memory,
-                        U, Y, valid, ring_slot, season_slot)
+                        self._context_seconds, U, Y, valid, ring_slot, season_slot, lag_X,
+                        lag_slot)
         u = np.zeros(n, dtype=np.float64)
         z = np.empty((n, D), dtype=np.float64)
         for j, net in enumerate(self._nets):
@@ -500,8 +572,11 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
             gaussian_surprise(outs, Y, z)
             _add_surprise(z, valid, u)
         u /= len(self._nets)
+        extra = np.empty(n, dtype=np.float64)
+        self._context(slots, resets, valid, X, lag_X, T, ring_slot, lag_slot, arrays, extra)
         scores = np.empty(n, dtype=np.float64)
-        self._calibrate(slots, resets, valid, u, T, ring_slot, season_slot, arrays, scores)
+        self._calibrate(slots, resets, valid, u, extra, T, ring_slot, season_slot, arrays,
+                        scores)
         return scores
 
     @property
