@@ -165,7 +165,7 @@ def test_bad_transform_settings_are_refused(params):
 # --------------------------------------------------------------------------- command
 
 
-def test_command_writes_finite_maes_for_all_four_models(tmp_path, capsys):
+def test_command_writes_finite_maes_for_all_models(tmp_path, capsys):
     out = tmp_path / "forecast.json"
     status = main(["forecast-eval", "--datasets", "airline,waterflow", "--limit", "80",
                    "--seeds", "0,1", "--json", str(out)])
@@ -174,7 +174,7 @@ def test_command_writes_finite_maes_for_all_four_models(tmp_path, capsys):
     rows = payload["results"]
     assert {(r["dataset"], r["model"]) for r in rows} == {
         (d, m) for d in ("airline", "waterflow")
-        for m in ("RNNMixture", "RNNForecaster", "SNARIMAX", "HoltWinters")
+        for m in ("RNNMixture", "RNNForecaster", "Mixture-noRNN", "SNARIMAX", "HoltWinters")
     }
     assert payload["seeds"] == [0, 1]
     for row in rows:
@@ -182,6 +182,11 @@ def test_command_writes_finite_maes_for_all_four_models(tmp_path, capsys):
         assert row["mae@1"] == row["mae_by_horizon"][0]
         assert row["mae@12"] == row["mae_by_horizon"][11]
         assert row["seconds"] >= 0
+        if row["model"].endswith("Mixture"):
+            # Mean weights per horizon, one per member; they sum to 1.
+            for weights in row["mean_weights"].values():
+                assert list(weights)[0] == "RNNForecaster"
+                assert sum(weights.values()) == pytest.approx(1.0)
         if row["model"].startswith("RNN"):
             # The row is the mean of its seeds' runs.
             assert [run["seed"] for run in row["per_seed"]] == [0, 1]
@@ -194,6 +199,9 @@ def test_command_writes_finite_maes_for_all_four_models(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "MAE@12" in printed and "protocol:" in printed
     assert "below on" in printed and "seed 1:" in printed
+    assert "mixture weights" in printed
+    # The ablation is shown but not judged against the baselines.
+    assert "Mixture-noRNN below" not in printed
 
 
 @pytest.mark.parametrize("seeds", ["0,x", "1,1", ","])
