@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 
 import pytest
 from river import datasets, evaluate, metrics, time_series
@@ -111,6 +112,46 @@ def test_first_difference_extrapolates_a_line():
     for t in range(30):
         model.learn_one(5.0 + 2.0 * t)
     assert model.forecast(3) == pytest.approx([65.0, 67.0, 69.0], abs=1e-4)
+
+
+def test_squashed_difference_extrapolates_a_line():
+    model = RNNForecaster(hidden_size=4, window=4, diff=1, squash=True, seed=0)
+    for t in range(30):
+        model.learn_one(5.0 + 2.0 * t)
+    assert model._store.arrays["squash_scale"][0] == pytest.approx(2.0)
+    assert model.forecast(3) == pytest.approx([65.0, 67.0, 69.0], abs=1e-4)
+
+
+def test_squash_on_a_flat_series_repeats_it():
+    # No change ever: the scale stays unset and the forecast is the flat value.
+    model = RNNForecaster(hidden_size=4, window=4, diff=1, squash=True, seed=0)
+    for _ in range(20):
+        model.learn_one(7.0)
+    assert model.forecast(2) == pytest.approx([7.0, 7.0], abs=1e-6)
+
+
+def test_squash_lets_the_network_see_ordinary_changes_despite_outages():
+    # Momentum in the hour-to-hour changes (sd 0.2) plus a drop of 70 for 10 steps every 300:
+    # unsquashed, the drops set the scale and the ordinary changes all read as about 0.
+    rng = random.Random(0)
+    ys, level, step = [], 100.0, 0.0
+    for t in range(1500):
+        step = 0.6 * step + rng.gauss(0, 0.2)
+        level += step - 0.01 * (level - 100)
+        ys.append(level - 70 if t % 300 in range(150, 160) else level)
+
+    def ordinary_mae(model):
+        errors = []
+        for t, y in enumerate(ys):
+            if t >= 300 and t % 300 not in range(148, 165):
+                errors.append(abs(model.forecast(1)[0] - y))
+            model.learn_one(y)
+        return sum(errors) / len(errors)
+
+    params = dict(hidden_size=8, window=8, lr=0.005, diff=1, seed=0)
+    plain = ordinary_mae(RNNForecaster(**params))
+    squashed = ordinary_mae(RNNForecaster(**params, squash=True))
+    assert squashed < 0.9 * plain
 
 
 def test_seasonal_difference_repeats_the_season():
