@@ -78,6 +78,24 @@ def test_robust_heads_shrug_off_an_outage():
     assert robust < plain
 
 
+def test_period_lags_learn_a_daily_pattern_in_the_changes():
+    # A random walk whose steps repeat yesterday's step (plus noise): the last few steps say
+    # nothing about the next one, the step one period ago does.
+    rng = random.Random(4)
+    ys, steps, level = [], [], 100.0
+    for t in range(1200):
+        step = (0.6 * steps[t - 24] if t >= 24 else 0.0) + rng.gauss(0, 1)
+        steps.append(step)
+        level += step
+        ys.append(level)
+    plain = evaluate_forecaster(DirectLinearForecaster(lags=2, horizon=1), ys, horizon=1,
+                                warmup=24)
+    daily = evaluate_forecaster(DirectLinearForecaster(lags=2, horizon=1, period=24,
+                                                       period_lags=1), ys, horizon=1,
+                                warmup=24)
+    assert daily.at(1) < 0.9 * plain.at(1)
+
+
 def test_mixture_beats_each_member_on_a_seasonal_series_with_a_level_shift():
     ys = seasonal_with_level_shift()
     experts = [SeasonalNaive(season=12), SeasonalNaive(),
@@ -100,6 +118,57 @@ def test_mixture_weights_follow_the_recently_better_expert():
     assert weights[0] > 0.9
     # Beyond the tracked horizons, the last one's weights apply.
     assert mixture.weights(5) == mixture.weights(2)
+
+
+class Constant:
+    """Always forecasts the same value and learns nothing."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def learn_one(self, y, x=None):
+        pass
+
+    def forecast(self, horizon, xs=None):
+        return [self.value] * horizon
+
+
+def test_hedge_weights_by_hand():
+    # Errors of the two constants on 0.0, 1.0 are (0, 1) then (1, 0), then (0, 1) again:
+    # cumulative (1, 2), squared ranges sum to 3, so eta = sqrt(8 ln 2 / 3).
+    mixture = ForecastMixture([Constant(0.0), Constant(1.0)], horizon=1, weighting="hedge")
+    assert mixture.weights(1) == [0.5, 0.5]
+    for y in (0.0, 0.0, 1.0, 0.0):
+        mixture.learn_one(y)
+    eta = math.sqrt(8 * math.log(2) / 3)
+    expected = 1 / (1 + math.exp(-eta))
+    assert mixture.weights(1) == pytest.approx([expected, 1 - expected])
+
+
+def test_hedge_settles_on_the_best_of_many_similar_experts():
+    rng = random.Random(5)
+    ys = [rng.gauss(10.0, 1.0) for _ in range(1000)]
+    experts = [Constant(c) for c in (8.0, 9.0, 9.5, 10.0, 10.5, 11.0, 12.0)]
+    hedge = ForecastMixture(experts, horizon=1, weighting="hedge")
+    relative = ForecastMixture(experts, horizon=1)
+    scores = [evaluate_forecaster(m, ys, horizon=1, warmup=1) for m in (hedge, relative)]
+    assert hedge.weights(1)[3] > 0.9
+    # The relative rule keeps weight on the near misses, Hedge learns they are worse.
+    assert scores[0].at(1) < scores[1].at(1)
+
+
+def test_error_clip_keeps_one_outage_from_deciding_the_weights():
+    # Constant 0 is right on the usual values, constant 1 is off by 1; one outage of -1000
+    # costs both about the same huge error, which without clipping swamps their difference.
+    ys = [0.0] * 30 + [-1000.0] + [0.0] * 3
+    weights = {}
+    for clip in (0.0, 3.0):
+        mixture = ForecastMixture([Constant(0.0), Constant(1.0)], horizon=1, memory=24,
+                                  error_clip=clip)
+        for y in ys:
+            mixture.learn_one(y)
+        weights[clip] = mixture.weights(1)[0]
+    assert weights[3.0] > 0.9 > weights[0.0]
 
 
 def test_mixture_with_no_sharpness_averages_its_experts():
@@ -134,6 +203,10 @@ def test_mixture_with_an_rnn_member_learns_online_and_pickles():
     ForecastMixture([SeasonalNaive()], horizon=0),
     ForecastMixture([SeasonalNaive()], memory=0),
     ForecastMixture([SeasonalNaive()], sharpness=-1.0),
+    ForecastMixture([SeasonalNaive()], weighting="best"),
+    ForecastMixture([SeasonalNaive()], error_clip=-1.0),
+    DirectLinearForecaster(period=2, period_lags=3),
+    DirectLinearForecaster(period=-1),
     DirectLinearForecaster(lags=0),
     DirectLinearForecaster(forgetting=1.5),
     DirectLinearForecaster(ridge=0.0),

@@ -1,8 +1,9 @@
 """``stream-rnn forecast-eval``: rolling MAE of the RNN models, SNARIMAX and HoltWinters.
 
 Prints the one-step and 12-step MAE of ``RNNMixture`` (``ForecastMixture`` of
-``RNNForecaster`` with direct linear forecasters and seasonal naive) and of
-``RNNForecaster`` alone next to River's
+``RNNForecaster`` with direct linear forecasters, seasonal naive and a bank of exponential
+smoothers), of ``RNNForecaster`` alone and of ``Mixture-noRNN`` (the same mixture without
+its RNN member: an ablation, shown for comparison only) next to River's
 ``time_series.SNARIMAX`` and ``time_series.HoltWinters``, all run in this command on River's
 bundled ``datasets.AirlinePassengers()`` (144 monthly values) and ``datasets.WaterFlow()``
 (1,268 hourly values); nothing is downloaded.
@@ -24,17 +25,25 @@ AirlinePassengers exactly).
 
 Seeds. The RNN models run once per seed of ``--seeds`` (default 0, 1, 2); their rows are
 the mean over seeds, each seed's MAEs are printed below the table, and the verdicts say on
-how many seeds each beats both baselines. The baselines are deterministic and run once.
+how many seeds each beats both baselines. The baselines and the ablation are deterministic
+and run once.
 
-Configurations. ``RNNMixture`` weighs four experts per horizon by
-``exp(-3 * recent MAE / best recent MAE)`` (exponential memory of 36 values; the same on
-both datasets): the ``RNNForecaster`` of its dataset (below), a fast and a slow
-``DirectLinearForecaster`` (one recursive-least-squares head per horizon correcting the
-seasonal-naive forecast; forgetting 0.98 / 0.995 on the monthly series, 0.99 / 0.999 on the
-hourly one), and ``SeasonalNaive`` (last year's value times last year's growth for the
-airline series, the last value for the flow). The expert settings follow each series'
-period and scale (logs for the multiplicative airline series, outage-robust heads and a
-level input for the flow) and were chosen on these series, as the baselines' grids were.
+Configurations. ``RNNMixture`` weighs five experts per horizon by
+``exp(-3 * recent MAE / best recent MAE)`` (exponential memory of 36 values; errors
+clipped at 3 times the best expert's recent MAE so that an outage does not decide the
+weights; the same on both datasets): the ``RNNForecaster`` of its dataset (below), a fast
+and a slow ``DirectLinearForecaster`` (one recursive-least-squares head per horizon
+correcting the seasonal-naive forecast; forgetting 0.98 / 0.995 on the monthly series,
+0.99 / 0.999 on the hourly one), ``SeasonalNaive`` (last year's value times last year's
+growth for the airline series, the last value for the flow) and a ``SmoothingBank`` (24
+online Holt-Winters smoothers on logs, one per combination of alpha in {0.2, 0.5, 0.8, 1},
+beta in {0.01, 0.1}, gamma in {0.01, 0.1, 0.5}, weighted by Hedge: the smoothing constants
+are chosen online, not on these series). Every member uses the series' calendar period:
+12 for the monthly series, a day (24) for the hourly one, where the direct linear heads and
+the RNN also read the change of the same hour a day earlier. The other expert settings
+follow each series' scale (logs for the multiplicative airline series, outage-robust heads
+and a level input for the flow) and were chosen on these series, as the baselines' grids
+were. The mean weight of each member over the evaluated steps is printed, per horizon.
 
 The RNN has one configuration per dataset, fixed before the numbers below:
 
@@ -42,8 +51,12 @@ The RNN has one configuration per dataset, fixed before the numbers below:
   (it learns last year's log growth and its changes, as the classic airline model does),
   GRU, ``hidden_size=8``, ``window=12``, RMSProp at ``lr=0.01``.
 * waterflow: ``diff=1, level_input=True`` (hour-to-hour changes, plus how far the flow is
-  from its usual level, so that it can learn that the sudden drops recover), GRU,
-  ``hidden_size=16``, ``window=16``, Adam at ``lr=0.002``.
+  from its usual level, so that it can learn that the sudden drops recover),
+  ``season=24, seasonal_lags=1`` (the change a day earlier), ``squash=True`` (changes
+  seen through ``asinh`` at their typical size, so that the outages' drops of 70 do not set
+  the scale through which the ordinary changes of 0.2 are seen; the flow's outages are also
+  why its direct linear heads are outage-robust), GRU, ``hidden_size=16``, ``window=16``,
+  Adam at ``lr=0.002``.
 
 Baselines are the best, by MAE@1 under this protocol, of a small grid that includes River's
 documented configuration (so they are not weakened by an unlucky choice):
@@ -85,7 +98,6 @@ from stream_rnn.evaluation.forecast import evaluate_forecaster
 __all__ = ["add_parser", "run", "BENCHMARKS", "evaluate_dataset"]
 
 HORIZON = 12
-RNN_MODELS = ("RNNMixture", "RNNForecaster")
 PROTOCOL = (
     "rolling: at each t after the warm-up, forecast y_t..y_t+11 from y_0..y_t-1, score h=1 "
     "and h=12 against the values that arrive, then learn y_t; MAE over all evaluated steps"
@@ -98,12 +110,17 @@ RIVER_PROTOCOL = (
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One model of a benchmark: its label, a factory taking the seed, and its config."""
+    """One model of a benchmark: its label, a factory taking the seed, and its config.
+
+    ``role`` is ``"ours"`` (judged against the baselines), ``"baseline"`` or
+    ``"ablation"`` (one of ours with a part removed, shown for comparison only).
+    """
 
     name: str
     make: Callable[[int], Any]
     config: str
     seeded: bool = True
+    role: str = "ours"
 
 
 @dataclass(frozen=True)
@@ -134,19 +151,21 @@ def _rnn(**params: Any) -> Callable[[int], Any]:
     return make
 
 
-def _mixture(rnn: dict[str, Any], linear: tuple[dict[str, Any], ...],
-             naive: dict[str, Any], **params: Any) -> Callable[[int], Any]:
+def _mixture(rnn: dict[str, Any] | None, linear: tuple[dict[str, Any], ...],
+             naive: dict[str, Any], bank: dict[str, Any],
+             **params: Any) -> Callable[[int], Any]:
     def make(seed: int) -> Any:
         from stream_rnn.models import (
             DirectLinearForecaster,
             ForecastMixture,
             RNNForecaster,
             SeasonalNaive,
+            SmoothingBank,
         )
 
-        experts = [RNNForecaster(**rnn, seed=seed),
+        experts = [*([] if rnn is None else [RNNForecaster(**rnn, seed=seed)]),
                    *(DirectLinearForecaster(**heads, horizon=HORIZON) for heads in linear),
-                   SeasonalNaive(**naive)]
+                   SeasonalNaive(**naive), SmoothingBank(**bank, horizon=HORIZON)]
         return ForecastMixture(experts, horizon=HORIZON, **params)
 
     return make
@@ -181,55 +200,63 @@ AIRLINE_RNN = dict(cell="gru", hidden_size=8, window=12, optimizer="rmsprop", lr
                    season=12, seasonal_diff=1, seasonal_lags=1, level_input=True)
 AIRLINE_SNARIMAX = dict(p=1, d=1, q=1, m=12, sp=1, sd=1, sq=1)
 AIRLINE_HW = dict(alpha=0.3, beta=0.1, gamma=0.6, seasonality=12, multiplicative=True)
-WATERFLOW_RNN = dict(cell="gru", hidden_size=16, window=16, lr=0.002, diff=1, level_input=True)
+WATERFLOW_RNN = dict(cell="gru", hidden_size=16, window=16, lr=0.002, diff=1, level_input=True,
+                     season=24, seasonal_lags=1, squash=True)
 WATERFLOW_SNARIMAX = dict(p=2, d=1, q=1)
 WATERFLOW_HW = dict(alpha=1.0, beta=0.001, gamma=0.002, seasonality=24)
-# The mixture: the RNN above, a fast and a slow direct linear forecaster, and seasonal
-# naive, weighted per horizon; the same mixture settings on both datasets.
-MIXTURE = dict(memory=36, sharpness=3.0)
+# The mixture: the RNN above, a fast and a slow direct linear forecaster, seasonal naive
+# and a bank of exponential smoothers (on logs, with the series' calendar season),
+# weighted per horizon; the same mixture and bank settings on both datasets.
+MIXTURE = dict(memory=36, sharpness=3.0, error_clip=3.0)
 AIRLINE_LINEAR = (dict(season=12, log=True, lags=1, forgetting=0.98, ridge=1.0, robust=0.0),
                   dict(season=12, log=True, lags=3, forgetting=0.995, ridge=10.0, robust=0.0))
 AIRLINE_NAIVE = dict(season=12, log=True, drift=True)
-WATERFLOW_LINEAR = (dict(lags=4, forgetting=0.99, level_memory=24, robust=2.0),
-                    dict(lags=2, forgetting=0.999, level_memory=24, robust=2.0))
+AIRLINE_BANK = dict(season=12, log=True)
+WATERFLOW_LINEAR = (dict(lags=4, forgetting=0.99, level_memory=24, robust=2.0, period=24,
+                         period_lags=1),
+                    dict(lags=2, forgetting=0.999, level_memory=24, robust=2.0, period=24,
+                         period_lags=1))
 WATERFLOW_NAIVE = dict(season=0)
+WATERFLOW_BANK = dict(season=24, log=True)
 
 
-def _mixture_config(linear: tuple[dict[str, Any], ...], naive: dict[str, Any]) -> str:
+def _mixture_config(linear: tuple[dict[str, Any], ...], naive: dict[str, Any],
+                    bank: dict[str, Any], rnn: bool = True) -> str:
     heads = "; ".join(f"DirectLinear({_config(**params)})" for params in linear)
-    return (f"{_config(**MIXTURE)}; RNNForecaster as in the next row; {heads}; "
-            f"SeasonalNaive({_config(**naive)})")
+    first = "RNNForecaster as in the RNNForecaster row; " if rnn else "no RNN; "
+    return (f"{_config(**MIXTURE)}; {first}{heads}; SeasonalNaive({_config(**naive)}); "
+            f"SmoothingBank({_config(**bank)}, default grid)")
+
+
+def _benchmark(name: str, dataset: str, warmup: int, rnn: dict[str, Any],
+               linear: tuple[dict[str, Any], ...], naive: dict[str, Any],
+               bank: dict[str, Any], snarimax: dict[str, Any], sgd_lr: float,
+               holt_winters: dict[str, Any]) -> Benchmark:
+    return Benchmark(
+        name=name,
+        load=_series(dataset),
+        warmup=warmup,
+        models=(
+            ModelSpec("RNNMixture", _mixture(rnn, linear, naive, bank, **MIXTURE),
+                      _mixture_config(linear, naive, bank)),
+            ModelSpec("RNNForecaster", _rnn(**rnn), _config(**rnn)),
+            ModelSpec("Mixture-noRNN", _mixture(None, linear, naive, bank, **MIXTURE),
+                      _mixture_config(linear, naive, bank, rnn=False), seeded=False,
+                      role="ablation"),
+            ModelSpec("SNARIMAX", _snarimax(sgd_lr, **snarimax),
+                      _config(**snarimax, sgd_lr=sgd_lr), seeded=False, role="baseline"),
+            ModelSpec("HoltWinters", _holt_winters(**holt_winters), _config(**holt_winters),
+                      seeded=False, role="baseline"),
+        ),
+    )
+
 
 BENCHMARKS: dict[str, Benchmark] = {
-    "airline": Benchmark(
-        name="airline",
-        load=_series("AirlinePassengers"),
-        warmup=12,
-        models=(
-            ModelSpec("RNNMixture", _mixture(AIRLINE_RNN, AIRLINE_LINEAR, AIRLINE_NAIVE, **MIXTURE),
-                      _mixture_config(AIRLINE_LINEAR, AIRLINE_NAIVE)),
-            ModelSpec("RNNForecaster", _rnn(**AIRLINE_RNN), _config(**AIRLINE_RNN)),
-            ModelSpec("SNARIMAX", _snarimax(0.003, **AIRLINE_SNARIMAX),
-                      _config(**AIRLINE_SNARIMAX, sgd_lr=0.003), seeded=False),
-            ModelSpec("HoltWinters", _holt_winters(**AIRLINE_HW), _config(**AIRLINE_HW),
-                      seeded=False),
-        ),
-    ),
-    "waterflow": Benchmark(
-        name="waterflow",
-        load=_series("WaterFlow"),
-        warmup=24,
-        models=(
-            ModelSpec("RNNMixture",
-                      _mixture(WATERFLOW_RNN, WATERFLOW_LINEAR, WATERFLOW_NAIVE, **MIXTURE),
-                      _mixture_config(WATERFLOW_LINEAR, WATERFLOW_NAIVE)),
-            ModelSpec("RNNForecaster", _rnn(**WATERFLOW_RNN), _config(**WATERFLOW_RNN)),
-            ModelSpec("SNARIMAX", _snarimax(1e-4, **WATERFLOW_SNARIMAX),
-                      _config(**WATERFLOW_SNARIMAX, sgd_lr=1e-4), seeded=False),
-            ModelSpec("HoltWinters", _holt_winters(**WATERFLOW_HW), _config(**WATERFLOW_HW),
-                      seeded=False),
-        ),
-    ),
+    "airline": _benchmark("airline", "AirlinePassengers", 12, AIRLINE_RNN, AIRLINE_LINEAR,
+                          AIRLINE_NAIVE, AIRLINE_BANK, AIRLINE_SNARIMAX, 0.003, AIRLINE_HW),
+    "waterflow": _benchmark("waterflow", "WaterFlow", 24, WATERFLOW_RNN, WATERFLOW_LINEAR,
+                            WATERFLOW_NAIVE, WATERFLOW_BANK, WATERFLOW_SNARIMAX, 1e-4,
+                            WATERFLOW_HW),
 }
 
 
@@ -253,6 +280,7 @@ def evaluate_dataset(
     ...     print(row["model"], row["n_steps"], row["seeds"])
     RNNMixture 17 [0, 1]
     RNNForecaster 17 [0, 1]
+    Mixture-noRNN 17 None
     SNARIMAX 17 None
     HoltWinters 17 None
     """
@@ -264,14 +292,18 @@ def evaluate_dataset(
         raise ValueError("seeds must name at least one seed")
     rows = []
     for spec in benchmark.models:
-        runs = []
+        runs, weights = [], []
         for run_seed in seed_list if spec.seeded else [seed_list[0]]:
             # A throwaway run compiles what the model needs, so seconds measure learning.
             _warm_up(spec.make(run_seed), ys[: benchmark.warmup + 1])
+            model = spec.make(run_seed)
+            recorder = _WeightRecorder(model) if hasattr(model, "weights") else None
             runs.append(evaluate_forecaster(
-                spec.make(run_seed), ys, horizon=HORIZON, warmup=benchmark.warmup,
+                recorder or model, ys, horizon=HORIZON, warmup=benchmark.warmup,
                 river_alignment=river_alignment,
             ))
+            if recorder is not None:
+                weights.append(recorder.mean_weights())
         mae = [float(v) for v in np.mean([score.mae for score in runs], axis=0)]
         rows.append({
             "dataset": benchmark.name,
@@ -288,8 +320,43 @@ def evaluate_dataset(
                          for run_seed, score in zip(seed_list, runs, strict=False)]
             if spec.seeded else None,
             "config": spec.config,
+            "role": spec.role,
+            "mean_weights": _average_weights(weights) if weights else None,
         })
     return rows
+
+
+class _WeightRecorder:
+    """Passes a mixture through the evaluation, noting its weights at every forecast."""
+
+    def __init__(self, mixture: Any) -> None:
+        self.mixture = mixture
+        self.at_1: list[list[float]] = []
+        self.at_horizon: list[list[float]] = []
+
+    def learn_one(self, y: float, x: dict | None = None) -> None:
+        self.mixture.learn_one(y, x)
+
+    def forecast(self, horizon: int, xs: list[dict] | None = None) -> list[float]:
+        self.at_1.append(self.mixture.weights(1))
+        self.at_horizon.append(self.mixture.weights(HORIZON))
+        return self.mixture.forecast(horizon, xs)
+
+    def mean_weights(self) -> dict[str, dict[str, float]]:
+        names = _expert_names(self.mixture.experts)
+        return {f"h={h}": dict(zip(names, np.mean(w, axis=0).tolist(), strict=True))
+                for h, w in ((1, self.at_1), (HORIZON, self.at_horizon))}
+
+
+def _expert_names(experts: list[Any]) -> list[str]:
+    kinds = [type(expert).__name__ for expert in experts]
+    return [f"{kind}#{kinds[:i].count(kind) + 1}" if kinds.count(kind) > 1 else kind
+            for i, kind in enumerate(kinds)]
+
+
+def _average_weights(runs: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    return {h: {name: float(np.mean([run[h][name] for run in runs])) for name in runs[0][h]}
+            for h in runs[0]}
 
 
 def _warm_up(model: Any, ys: list[float]) -> None:
@@ -358,8 +425,8 @@ def _verdicts(rows: list[dict[str, Any]]) -> list[str]:
     and on how many seeds."""
     out = []
     for dataset in dict.fromkeys(row["dataset"] for row in rows):
-        ours = [r for r in rows if r["dataset"] == dataset and r["model"] in RNN_MODELS]
-        others = [r for r in rows if r["dataset"] == dataset and r["model"] not in RNN_MODELS]
+        ours = [r for r in rows if r["dataset"] == dataset and r["role"] == "ours"]
+        others = [r for r in rows if r["dataset"] == dataset and r["role"] == "baseline"]
         if not others:
             continue
         for mine in ours:
@@ -386,6 +453,15 @@ def _per_seed_lines(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _weight_lines(rows: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for row in rows:
+        for h, weights in (row["mean_weights"] or {}).items():
+            shares = ", ".join(f"{name} {w:.2f}" for name, w in weights.items())
+            lines.append(f"  {row['dataset']:<10} {row['model']:<14} {h:<5} {shares}")
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table, and write the JSON if asked; returns the exit status."""
     out = sys.stdout
@@ -404,6 +480,8 @@ def run(args: argparse.Namespace) -> int:
     for row in rows:
         out.write(f"  {row['dataset']:<10} {row['model']:<14} {row['config']}\n")
     out.write("\nMAE@1 / MAE@12 per seed:\n" + "\n".join(_per_seed_lines(rows)) + "\n")
+    out.write("\nmixture weights, mean over evaluated steps (and seeds):\n"
+              + "\n".join(_weight_lines(rows)) + "\n")
     out.write("\n" + "\n".join(_verdicts(rows)) + "\n")
     if args.json is not None:
         payload = {

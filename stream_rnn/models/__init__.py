@@ -15,9 +15,11 @@ from stream_rnn.models.mixture import ForecastMixture
 from stream_rnn.models.regressor import RNNRegressor
 from stream_rnn.models.seasonal import DirectLinearForecaster, SeasonalNaive
 from stream_rnn.models.sensor import SensorAnomalyDetector
+from stream_rnn.models.smoothing import ExponentialSmoothing, SmoothingBank
 
 __all__ = [
     "DirectLinearForecaster",
+    "ExponentialSmoothing",
     "ForecastMixture",
     "FraudDetector",
     "RNNAnomalyDetector",
@@ -26,4 +28,5 @@ __all__ = [
     "RNNRegressor",
     "SeasonalNaive",
     "SensorAnomalyDetector",
+    "SmoothingBank",
 ]

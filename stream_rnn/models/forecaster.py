@@ -82,6 +82,13 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
         Also feed the previous undifferenced value ``z`` (standardized with its own running
         statistics), so that a model of changes can still see how far the series is from
         its usual level, for instance to learn that a sudden drop recovers.
+    squash
+        Model ``asinh(w / s)`` instead of ``w``, where ``s`` is the key's running mean
+        absolute ``w`` (each value counting at most four times the current ``s``, so that
+        a few huge values cannot inflate it). Ordinary changes stay nearly linear; rare huge
+        ones (an outage) are compressed to a few units, so they no longer inflate the
+        standardization through which the network sees the ordinary ones. Forecasts are
+        mapped back with ``s * sinh``.
 
     Examples
     --------
@@ -134,6 +141,7 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
         seasonal_diff: int = 0,
         seasonal_lags: int = 0,
         level_input: bool = False,
+        squash: bool = False,
     ) -> None:
         self._init_common(
             cell=cell, hidden_size=hidden_size, num_layers=num_layers, window=window,
@@ -149,6 +157,7 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
         self.seasonal_diff = seasonal_diff
         self.seasonal_lags = seasonal_lags
         self.level_input = level_input
+        self.squash = squash
         self._coef = np.ones(1)
 
     @property
@@ -183,6 +192,9 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
             # Most recent first; at least one column so that every row has a shape.
             "history": ((max(1, self._history_size),), np.float64),
             "history_len": ((), np.int64),
+            # Running mean absolute w and values counted, for `squash`.
+            "squash_scale": ((), np.float64),
+            "squash_count": ((), np.int64),
         }
 
     def _validate_transform(self) -> None:
@@ -199,6 +211,8 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
         yield {"cell": "gru", "hidden_size": 3}
         yield {"hidden_size": 4, "window": 4, "diff": 1, "season": 3, "seasonal_diff": 1,
                "seasonal_lags": 1}
+        yield {"hidden_size": 4, "window": 4, "diff": 1, "season": 2, "seasonal_lags": 1,
+               "squash": True}
 
     def _ensure_built(self, x: dict | None) -> None:
         if self._net is None:
@@ -231,11 +245,27 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
         return float(self._coef @ zs[lag - 1 : lag + k])
 
     def _seasonal_inputs(self, zs: np.ndarray, n: int, loc: float, scale: float,
-                         out: np.ndarray) -> None:
+                         squash_scale: float, out: np.ndarray) -> None:
         for i in range(self.seasonal_lags):
             w = self._lagged(zs, n, (i + 1) * self.season)
+            if self.squash:
+                w = math.asinh(w / squash_scale)
             # A lag the key has not lived long enough to have reads as the running mean.
             out[i] = 0.0 if math.isnan(w) else min(max((w - loc) / scale, -self.clip), self.clip)
+
+    def _squash_scale(self, arrays: dict[str, np.ndarray], slot: int) -> float:
+        """``s`` of ``squash`` (1 until the key has seen a change)."""
+        value = float(arrays["squash_scale"][slot])
+        return value if value > 0 else 1.0
+
+    def _fold_squash_scale(self, arrays: dict[str, np.ndarray], slot: int, w: float) -> None:
+        count = arrays["squash_count"][slot] = arrays["squash_count"][slot] + 1
+        old, size = float(arrays["squash_scale"][slot]), abs(w)
+        memory = min(int(count), self.scale_memory) if self.scale_memory else int(count)
+        # Until a nonzero change, the scale is the first size seen; then a huge value moves
+        # it by at most four scales over the memory.
+        arrays["squash_scale"][slot] = size if not old > 0 else (
+            old + (min(size, 4.0 * old) - old) / memory)
 
     def learn_one(self, y: float, x: dict | None = None, key: Hashable | None = None,
                   **kwargs: Any) -> None:
@@ -256,12 +286,18 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
         if n_history >= k:
             # The value the network models: z differenced with the history before it.
             w = z + float(self._coef[1:] @ history[:k])
+            squash_scale = 1.0
+            if self.squash:
+                self._fold_squash_scale(arrays, slot, w)
+                squash_scale = self._squash_scale(arrays, slot)
+                w = math.asinh(w / squash_scale)
             buf = self._buf
             dims, n_lags = self._dims, self.seasonal_lags
             if n_lags:
                 loc, scale = location_scale(arrays["scale_mean"], arrays["scale_var"],
                                             arrays["scale_count"], slot, 0)
-                self._seasonal_inputs(history, n_history, loc, scale, buf.u[dims : dims + n_lags])
+                self._seasonal_inputs(history, n_history, loc, scale, squash_scale,
+                                      buf.u[dims : dims + n_lags])
             buf.slot1[0] = slot
             buf.yraw[0, 0] = w
             if dims == 2:
@@ -304,6 +340,7 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
             level_loc, level_scale = location_scale(arrays["scale_mean"], arrays["scale_var"],
                                                     arrays["scale_count"], slot, 1)
             previous_z = float(arrays["last"][slot, 1])
+        squash_scale = self._squash_scale(arrays, slot)
         k = self._coef.size - 1
         # Past values then forecasts, most recent first, for undoing the differencing.
         zs = np.concatenate([np.zeros(horizon), arrays["history"][slot, :n_history]])
@@ -317,11 +354,13 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
             if dims == 2:
                 u[1] = np.clip((previous_z - level_loc) / level_scale, -self.clip, self.clip)
             if n_lags:
-                self._seasonal_inputs(known, n_history + h, loc, scale, u[dims : dims + n_lags])
+                self._seasonal_inputs(known, n_history + h, loc, scale, squash_scale,
+                                      u[dims : dims + n_lags])
             u[dims + n_lags :] = exog
             state, head = self._net.step(state, u)
             previous = float(head[0]) * scale + loc
-            z = previous - float(self._coef[1:] @ known[:k]) if k else previous
+            w = squash_scale * math.sinh(previous) if self.squash else previous
+            z = w - float(self._coef[1:] @ known[:k]) if k else w
             zs[horizon - h - 1] = previous_z = z
             out.append(math.exp(z) if self.log else z)
         return out

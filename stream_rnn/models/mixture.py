@@ -26,6 +26,18 @@ class ForecastMixture(time_series.base.Forecaster):
     errors partly cancel beats picking one). Until a horizon has seen ``h`` values scored,
     the experts are averaged.
 
+    With ``weighting="hedge"`` the weights are Hedge's instead: ``exp(-eta * L)`` where
+    ``L`` is each expert's cumulative absolute error at that horizon (minus the best one's)
+    and ``eta = sqrt(8 ln N / G)``, with ``G`` the running sum of squared ranges of the
+    experts' errors: the anytime learning rate of the regret bound for losses of unknown
+    range, so that there is nothing to tune and no scale to know. It suits many similar
+    experts (a grid of settings of one method) whose best member should win in the long
+    run; the relative rule suits a few different methods that take turns.
+
+    A value far outside the series' usual behaviour (an outage) costs every expert a huge
+    error that would decide the weights for a long time: with ``error_clip``, errors are
+    clipped at that many times the best expert's recent MAE before they are averaged.
+
     Weights come from the forecasts made while learning, without future features; the
     mixture's own forecasts pass ``xs`` on to the experts.
 
@@ -41,6 +53,11 @@ class ForecastMixture(time_series.base.Forecaster):
         Errors averaged (exponentially) into each expert's recent MAE.
     sharpness
         How strongly a relatively worse MAE lowers a weight; ``0`` averages the experts.
+    weighting
+        ``"relative"`` (recent MAE relative to the best one's) or ``"hedge"`` (cumulative
+        error with Hedge's self-tuned learning rate; ``memory`` and ``sharpness`` unused).
+    error_clip
+        Clip errors at this many times the best expert's recent MAE (``0``: no clipping).
 
     Examples
     --------
@@ -65,13 +82,19 @@ class ForecastMixture(time_series.base.Forecaster):
     """
 
     def __init__(self, experts: list, horizon: int = 12, memory: int = 24,
-                 sharpness: float = 5.0) -> None:
+                 sharpness: float = 5.0, weighting: str = "relative",
+                 error_clip: float = 0.0) -> None:
         self.experts = experts
         self.horizon = horizon
         self.memory = memory
         self.sharpness = sharpness
+        self.weighting = weighting
+        self.error_clip = error_clip
         self._experts = [copy.deepcopy(expert) for expert in experts]
         self._mae = np.full((max(1, horizon), len(experts)), math.nan)
+        # Hedge: cumulative errors per horizon and expert, and sums of squared error ranges.
+        self._loss = np.zeros((max(1, horizon), len(experts)))
+        self._range2 = np.zeros(max(1, horizon))
         self._scored = np.zeros(max(1, horizon), dtype=np.int64)
         # Expert forecasts (experts x horizon) made after each of the last `horizon` values.
         self._pending: deque = deque(maxlen=max(1, horizon))
@@ -81,6 +104,8 @@ class ForecastMixture(time_series.base.Forecaster):
         from stream_rnn.models.seasonal import SeasonalNaive
 
         yield {"experts": [SeasonalNaive(season=3), SeasonalNaive()], "horizon": 3}
+        yield {"experts": [SeasonalNaive(season=2), SeasonalNaive()], "horizon": 2,
+               "weighting": "hedge", "error_clip": 3.0}
 
     def _validate(self) -> None:
         if not self.experts:
@@ -91,6 +116,11 @@ class ForecastMixture(time_series.base.Forecaster):
             raise ValueError(f"memory must be >= 1, got {self.memory!r}")
         if not self.sharpness >= 0:
             raise ValueError(f"sharpness must be >= 0, got {self.sharpness!r}")
+        if self.weighting not in ("relative", "hedge"):
+            raise ValueError(
+                f"weighting must be 'relative' or 'hedge', got {self.weighting!r}")
+        if not self.error_clip >= 0:
+            raise ValueError(f"error_clip must be >= 0, got {self.error_clip!r}")
 
     def learn_one(self, y: float, x: dict | None = None) -> None:
         """Score the forecasts that targeted ``y``, then let every expert learn it."""
@@ -98,9 +128,13 @@ class ForecastMixture(time_series.base.Forecaster):
         value = check_target(y, "y")
         for h, forecasts in enumerate(reversed(self._pending), start=1):
             errors = np.abs(forecasts[:, h - 1] - value)
+            mae = self._mae[h - 1]
+            if self.error_clip and not np.isnan(mae).any():
+                errors = np.minimum(errors, self.error_clip * float(mae.min()))
+            self._loss[h - 1] += errors
+            self._range2[h - 1] += float(errors.max() - errors.min()) ** 2
             n = self._scored[h - 1] = self._scored[h - 1] + 1
             rate = max(1.0 / n, 1.0 / self.memory)
-            mae = self._mae[h - 1]
             self._mae[h - 1] = np.where(np.isnan(mae), errors, mae + rate * (errors - mae))
         for expert in self._experts:
             expert.learn_one(value, x)
@@ -111,12 +145,24 @@ class ForecastMixture(time_series.base.Forecaster):
         """Current weights of the experts in the ``h``-steps-ahead forecast (they sum to 1)."""
         if h < 1:
             raise ValueError(f"h must be >= 1, got {h}")
-        mae = self._mae[min(h, self.horizon) - 1]
+        row = min(h, self.horizon) - 1
+        if self.weighting == "hedge":
+            return self._hedge_weights(row)
+        mae = self._mae[row]
         if np.isnan(mae).any() or not np.all(np.isfinite(mae)):
             return [1.0 / len(self._experts)] * len(self._experts)
         best = float(mae.min())
         relative = mae / best if best > 0 else np.where(mae > 0, np.inf, 1.0)
         w = np.exp(-self.sharpness * (relative - 1.0))
+        return (w / w.sum()).tolist()
+
+    def _hedge_weights(self, row: int) -> list[float]:
+        n = len(self._experts)
+        if n == 1 or not self._range2[row] > 0:
+            return [1.0 / n] * n
+        eta = math.sqrt(8.0 * math.log(n) / self._range2[row])
+        loss = self._loss[row]
+        w = np.exp(-eta * (loss - loss.min()))
         return (w / w.sum()).tolist()
 
     def forecast(self, horizon: int, xs: list[dict] | None = None) -> list[float]:

@@ -130,6 +130,12 @@ class DirectLinearForecaster(time_series.base.Forecaster):
         Clip each head's error at this many running mean absolute errors (``0``: no clip).
     feature_clip
         Scaled inputs are clipped to ``[-feature_clip, feature_clip]``.
+    period
+        A calendar period (a day of hourly values) whose repeating pattern the surprises
+        may follow even when the naive rule has no season.
+    period_lags
+        Also read the surprises one ``period`` before each of the next ``period_lags``
+        values (at most ``period``; ``0``: none).
 
     Examples
     --------
@@ -162,6 +168,8 @@ class DirectLinearForecaster(time_series.base.Forecaster):
         level_memory: int = 0,
         robust: float = 2.0,
         feature_clip: float = 4.0,
+        period: int = 0,
+        period_lags: int = 0,
     ) -> None:
         self.season = season
         self.log = log
@@ -173,8 +181,10 @@ class DirectLinearForecaster(time_series.base.Forecaster):
         self.level_memory = level_memory
         self.robust = robust
         self.feature_clip = feature_clip
+        self.period = period
+        self.period_lags = period_lags
         self._zs: deque = deque(maxlen=season + 1)
-        self._surprises: deque = deque(maxlen=max(1, lags))
+        self._surprises: deque = deque(maxlen=max(1, lags, period))
         self._scale = math.nan
         self._level = math.nan
         self._n = 0
@@ -188,13 +198,14 @@ class DirectLinearForecaster(time_series.base.Forecaster):
     def _unit_test_params(cls):
         yield {"season": 3, "lags": 1, "horizon": 3}
         yield {"lags": 2, "horizon": 2, "level_memory": 5}
+        yield {"lags": 1, "horizon": 2, "period": 3, "period_lags": 1}
 
     @property
     def _n_features(self) -> int:
-        return 1 + self.lags + (1 if self.level_memory else 0)
+        return 1 + self.lags + (1 if self.level_memory else 0) + self.period_lags
 
     def _validate(self) -> None:
-        for name in ("season", "lags", "horizon", "level_memory"):
+        for name in ("season", "lags", "horizon", "level_memory", "period", "period_lags"):
             value = getattr(self, name)
             if not (isinstance(value, int | np.integer) and value >= 0):
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
@@ -206,14 +217,22 @@ class DirectLinearForecaster(time_series.base.Forecaster):
             raise ValueError(f"ridge must be positive, got {self.ridge!r}")
         if self.robust < 0 or not self.feature_clip > 0:
             raise ValueError("robust must be >= 0 and feature_clip positive")
+        if self.period_lags > self.period:
+            raise ValueError(f"period_lags ({self.period_lags}) cannot exceed period "
+                             f"({self.period})")
 
     def _features(self) -> np.ndarray | None:
-        if len(self._surprises) < self.lags or not self._scale > 0:
+        needed = max(self.lags, self.period if self.period_lags else 0)
+        if len(self._surprises) < needed or not self._scale > 0:
             return None
         c, s = self.feature_clip, self._scale
-        values = [1.0] + [min(max(w / s, -c), c) for w in reversed(self._surprises)]
+        recent = list(self._surprises)[::-1]
+        values = [1.0] + [min(max(w / s, -c), c) for w in recent[: self.lags]]
         if self.level_memory:
             values.append(min(max((self._zs[-1] - self._level) / s, -c), c))
+        # The surprises one period before each of the next `period_lags` values.
+        values.extend(min(max(recent[self.period - j] / s, -c), c)
+                      for j in range(1, self.period_lags + 1))
         return np.array(values)
 
     def learn_one(self, y: float, x: dict | None = None) -> None:
