@@ -215,8 +215,8 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
     feature with the default network), ``8 * (3 * D + 1)`` bytes of running statistics,
     with ``season`` ``8 * season_buffer * (D + 1)`` bytes of seasonal buffer and
     ``4 * season_buffer`` of echo evidence, and
-    ``8 * (short_window + 8 + 20 * (routine_count + 1))`` bytes of calibration: 44 KB for
-    one feature with the defaults, 2.9 KB without ``season``.
+    ``8 * (short_window + 8 + 20 * (2 * routine_count + 1))`` bytes of calibration: 45 KB
+    for one feature with the defaults, 3.5 KB without ``season``.
 
     Examples
     --------
