@@ -171,8 +171,9 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
     season earlier scores 0: a surprise that recurs at the same time every season (a
     daily job the networks have not learned exactly, or yesterday's anomaly coming back
     through the seasonal input) is not news. An alarm as strong as ``routine_count``
-    others the key raised within ``routine_horizon`` scores 0 too: a key that bursts
-    every few days shows by its own record that a burst is routine for it.
+    others the key raised within ``routine_horizon`` is routine: its evidence is capped at
+    the key's own rate of such alarms (a few decades, well under the usual thresholds). A
+    key that bursts every few days shows by its own record that a burst is not rare.
 
     ``score_one`` changes nothing; ``learn_one`` moves the key's state, statistics and
     calibration, and learns. Both take the reading's time ``t`` (seconds since the epoch,
@@ -204,9 +205,9 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
         Score 0 for evidence no stronger than that of the reading one season earlier
         (with ``season``).
     routine_count, routine_horizon
-        An alarm scores 0 when the key raised at least ``routine_count`` alarms as strong
+        An alarm is routine when the key raised at least ``routine_count`` alarms as strong
         within the last ``routine_horizon`` seconds (``0``: never; readings without a
-        time are never routine).
+        time are never routine); see :mod:`stream_rnn.cells.calibrate`.
     activation, weight_decay, dropout, max_keys, input_size, dtype
         As for :class:`~stream_rnn.models.RNNRegressor`.
 
