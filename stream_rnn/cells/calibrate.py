@@ -43,7 +43,20 @@ a clean one almost never. Each stream is therefore judged against its own past:
    (for a seasonal forecaster, the reading one season back); evidence no stronger than
    that event's scores 0. A surprise that recurs at the same time every season (a daily
    job the forecaster has not learned exactly) is then reported once, not daily, and so
-   is an anomaly that comes back a season later through the seasonal input.
+   is an anomaly that comes back a season later through the seasonal input. The echo
+   ring keeps the evidence of events held back by ``warmup_time`` too, so the first
+   scored season has the one before it to compare with.
+8. Routine alarms (``routine_count``, ``routine_horizon``): when the stream raised at
+   least ``routine_count`` alarms as strong (in the same band of 0.05 of score or higher,
+   reported or not) within the last ``routine_horizon`` seconds, an alarm is routine and
+   its evidence is capped at the stream's own rate of such alarms: ``routine_count`` of
+   them over the ``m`` events since the oldest is about one in ``m / routine_count``
+   events, ``log10(m / routine_count)`` decades (a few, where the yardstick said dozens).
+   A yardstick fitted to the quiet bulk calls every jump of a spiky stream a
+   one-in-a-billion event; a stream that does it every few days shows by its own record
+   that it is not (a CPU metric's load bursts, a counter's bursts of clicks). Each alarm
+   still counts for the refractory period, so a routine burst cannot re-alarm through
+   its own tail. Events without a time are never judged routine.
 
 Everything at event ``t`` uses events ``<= t`` only. The per-stream state is a few plain
 arrays (one row per stream) so a keyed model keeps it next to its other per-key state, and
@@ -60,6 +73,8 @@ from stream_rnn.cells._flags import jit
 
 __all__ = [
     "CALIBRATION_ARGS",
+    "DEFAULT_ROUTINE_COUNT",
+    "DEFAULT_ROUTINE_HORIZON",
     "DEFAULT_SCALE",
     "SurpriseCalibrator",
     "calibrate_many",
@@ -73,6 +88,16 @@ __all__ = [
 
 #: Decades of tail evidence mapped to a score of 0.5.
 DEFAULT_SCALE = 5.0
+
+#: Alarms as strong within the routine horizon that make a new one routine.
+DEFAULT_ROUTINE_COUNT = 4
+
+#: Seconds over which a stream's alarms count towards calling a new one routine.
+DEFAULT_ROUTINE_HORIZON = 14 * 86_400.0
+
+# Alarm strength is compared in bands of score this wide: per band the times of the last
+# ``routine_count`` alarms reaching it (a bounded record, however often a stream alarms).
+_ROUTINE_LEVELS = 20
 
 # The long-run spread never drops below this (in units of ``u``): a stream whose surprise
 # has been constant (a flat line forecast perfectly) would otherwise turn the first tiny
@@ -142,17 +167,19 @@ def log_surprise(z_row):
     return u
 
 
-def calibration_rows(short_window: int) -> dict[str, tuple[tuple[int, ...], type]]:
+def calibration_rows(short_window: int, routine_count: int = DEFAULT_ROUTINE_COUNT
+                     ) -> dict[str, tuple[tuple[int, ...], type]]:
     """Shapes and dtypes of one stream's calibration state, as keyed stores take them.
 
-    ``8 * (short_window + 8)`` bytes per stream (the echo ring of :func:`calibrate_many`
-    is the caller's).
+    ``8 * (short_window + 8 + 20 * (2 * max(routine_count, 1) + 1))`` bytes per stream
+    (the echo ring of :func:`calibrate_many` is the caller's).
 
     Examples
     --------
     >>> sorted(calibration_rows(3))  # doctest: +NORMALIZE_WHITESPACE
     ['cal_buf', 'cal_count', 'cal_mean', 'cal_mean_slow', 'cal_peak', 'cal_reported',
-     'cal_start', 'cal_var', 'cal_var_slow']
+     'cal_routine_at', 'cal_routine_n', 'cal_routine_t', 'cal_start', 'cal_var',
+     'cal_var_slow']
     """
     return {
         "cal_buf": ((short_window,), np.float64),
@@ -164,24 +191,52 @@ def calibration_rows(short_window: int) -> dict[str, tuple[tuple[int, ...], type
         "cal_start": ((), np.float64),
         "cal_peak": ((), np.float64),
         "cal_reported": ((), np.float64),
+        "cal_routine_t": ((_ROUTINE_LEVELS, max(int(routine_count), 1)), np.float64),
+        "cal_routine_at": ((_ROUTINE_LEVELS, max(int(routine_count), 1)), np.int64),
+        "cal_routine_n": ((_ROUTINE_LEVELS,), np.int64),
     }
 
 
 #: Row names in the argument order of :func:`calibrate_many`.
 CALIBRATION_ARGS = ("cal_buf", "cal_count", "cal_mean", "cal_var", "cal_mean_slow",
-                    "cal_var_slow", "cal_start", "cal_peak", "cal_reported")
+                    "cal_var_slow", "cal_start", "cal_peak", "cal_reported", "cal_routine_t",
+                    "cal_routine_at", "cal_routine_n")
 
 # Positions in the settings array of :func:`calibrate_many`.
-_WARMUP, _WARMUP_TIME, _LONG, _SLOW, _REFRACTORY, _SCALE, _MARGIN = range(7)
+(_WARMUP, _WARMUP_TIME, _LONG, _SLOW, _REFRACTORY, _SCALE, _MARGIN, _ROUTINE_COUNT,
+ _ROUTINE_HORIZON) = range(9)
 
 
 def calibration_settings(warmup: int, long_memory: int, refractory: int, scale: float,
                          slow_memory: int | None = None, warmup_time: float = 0.0,
-                         alarm_margin: float = 0.0) -> np.ndarray:
-    """The settings array :func:`calibrate_many` takes (``slow_memory`` None: unused)."""
+                         alarm_margin: float = 0.0, routine_count: int = 0,
+                         routine_horizon: float = DEFAULT_ROUTINE_HORIZON) -> np.ndarray:
+    """The settings array :func:`calibrate_many` takes (``slow_memory`` None: unused;
+    ``routine_count`` 0: no alarm is routine)."""
     return np.array([warmup, warmup_time, long_memory,
                      0 if slow_memory is None else slow_memory, refractory, scale,
-                     alarm_margin], dtype=np.float64)
+                     alarm_margin, routine_count, routine_horizon], dtype=np.float64)
+
+
+@jit
+def _routine_decades(routine_t, routine_at, routine_n, s, score, t, event, count, horizon):
+    """The empirical evidence of an alarm of stream ``s`` (its ``event``-th event, at time
+    ``t``) when it raised ``count`` alarms at least as strong as ``score`` (by band)
+    within ``horizon`` seconds before, else ``inf``; then records this alarm in every band
+    up to its own (each band's ring must hold at least ``count`` alarms)."""
+    ring = routine_t.shape[2]
+    band = min(int(score * _ROUTINE_LEVELS), _ROUTINE_LEVELS - 1)
+    n = routine_n[s, band]
+    decades = math.inf
+    if n >= count and t - routine_t[s, band, (n - count) % ring] <= horizon:
+        # ``count`` alarms in the events since the oldest of them.
+        since = event - routine_at[s, band, (n - count) % ring]
+        decades = math.log10(max(since / count, 1.0))
+    for level in range(band + 1):
+        routine_t[s, level, routine_n[s, level] % ring] = t
+        routine_at[s, level, routine_n[s, level] % ring] = event
+        routine_n[s, level] += 1
+    return decades
 
 
 @jit
@@ -198,7 +253,8 @@ def _tail_decades(a, mean, var):
 
 @jit
 def calibrate_many(slots, resets, valid, u, extra, times, echo_slot, echo_ref, echo, buf, count,
-                   mean, var, mean_slow, var_slow, start, peak, reported, settings, out):
+                   mean, var, mean_slow, var_slow, start, peak, reported, routine_t, routine_at,
+                   routine_n, settings, out):
     """Scores for a batch of surprises ``u`` of streams ``slots``, in arrival order.
 
     State, one row per stream, updated in place: ``buf`` ``(S, W)`` the last ``W``
@@ -207,8 +263,10 @@ def calibrate_many(slots, resets, valid, u, extra, times, echo_slot, echo_ref, e
     count, the long-run mean and variance of the short-term surprise over ``long_memory``
     and over ``slow_memory`` events (``slow_memory`` 0: not used), the time of the first
     event (NaN until one has a time), the recent score peak and the last reported score
-    (both decaying by ``1 / refractory`` per event). ``settings`` comes from
-    :func:`calibration_settings`.
+    (both decaying by ``1 / refractory`` per event); ``routine_t`` and ``routine_at``
+    ``(S, 20, K)`` and ``routine_n`` ``(S, 20)`` the times and event counts of the last
+    ``K >= routine_count`` alarms reaching each band of score and how many did.
+    ``settings`` comes from :func:`calibration_settings`.
 
     ``times[i]`` is the event's time in seconds (NaN: unknown, which never holds the
     warm-up). ``echo`` ``(S, B)`` is a ring of each stream's tail evidence: event ``i``
@@ -231,6 +289,8 @@ def calibrate_many(slots, resets, valid, u, extra, times, echo_slot, echo_ref, e
     refractory = settings[_REFRACTORY]
     scale = settings[_SCALE]
     margin = settings[_MARGIN]
+    routine_count = int(settings[_ROUTINE_COUNT])
+    routine_horizon = settings[_ROUTINE_HORIZON]
     for i in range(slots.shape[0]):
         s = slots[i]
         if resets[i]:
@@ -243,6 +303,9 @@ def calibrate_many(slots, resets, valid, u, extra, times, echo_slot, echo_ref, e
             start[s] = math.nan
             peak[s] = 0.0
             reported[s] = 0.0
+            routine_t[s] = 0.0
+            routine_at[s] = 0
+            routine_n[s] = 0
             echo[s] = 0.0
         out[i] = 0.0
         if not valid[i]:
@@ -262,11 +325,12 @@ def calibrate_many(slots, resets, valid, u, extra, times, echo_slot, echo_ref, e
         # event count holds it back then.
         young = warmup_time > 0.0 and not math.isnan(t) and t - start[s] < warmup_time
         x = 0.0
-        if n > warmup and not young:
+        if n > warmup:
             x = _tail_decades(a, mean[s], var[s])
             if slow_memory > 0:
                 x = min(x, _tail_decades(a, mean_slow[s], var_slow[s]))
             x = max(x, extra[i])
+        if n > warmup and not young:
             evidence = x
             if echo_ref[i] >= 0 and echo[s, echo_ref[i]] >= x:
                 evidence = 0.0
@@ -274,6 +338,11 @@ def calibrate_many(slots, resets, valid, u, extra, times, echo_slot, echo_ref, e
             if refractory > 0:
                 if score > peak[s] and score > reported[s] + margin:
                     out[i] = score
+                    if routine_count > 0 and not math.isnan(t):
+                        rate = _routine_decades(routine_t, routine_at, routine_n, s, score, t,
+                                                n, routine_count, routine_horizon)
+                        if rate < evidence:
+                            out[i] = rate / (rate + scale)
                     reported[s] = score
                 peak[s] = max(peak[s] - 1.0 / refractory, score)
                 reported[s] = max(reported[s] - 1.0 / refractory, 0.0)
@@ -316,6 +385,10 @@ class SurpriseCalibrator:
         Score by which a report must beat the last reported score (decaying alike).
     scale
         Decades of tail evidence that map to a score of 0.5.
+    routine_count, routine_horizon
+        An alarm is routine when at least ``routine_count`` alarms as strong came within
+        the last ``routine_horizon`` seconds (``0``: never; needs event times): its
+        evidence is capped at the stream's rate of such alarms.
 
     Examples
     --------
@@ -343,6 +416,8 @@ class SurpriseCalibrator:
         refractory: int = 300,
         alarm_margin: float = 0.1,
         scale: float = DEFAULT_SCALE,
+        routine_count: int = DEFAULT_ROUTINE_COUNT,
+        routine_horizon: float = DEFAULT_ROUTINE_HORIZON,
     ) -> None:
         self.short_window = short_window
         self.long_memory = long_memory
@@ -352,12 +427,15 @@ class SurpriseCalibrator:
         self.refractory = refractory
         self.alarm_margin = alarm_margin
         self.scale = scale
+        self.routine_count = routine_count
+        self.routine_horizon = routine_horizon
         check_params(short_window, long_memory, warmup, refractory, scale, slow_memory,
-                     warmup_time, alarm_margin)
-        self._state = {name: np.zeros((1, *shape), dtype=dtype)
-                       for name, (shape, dtype) in calibration_rows(short_window).items()}
+                     warmup_time, alarm_margin, routine_count, routine_horizon)
+        self._state = {name: np.zeros((1, *shape), dtype=dtype) for name, (shape, dtype)
+                       in calibration_rows(short_window, routine_count).items()}
         self._settings = calibration_settings(warmup, long_memory, refractory, scale,
-                                              slow_memory, warmup_time, alarm_margin)
+                                              slow_memory, warmup_time, alarm_margin,
+                                              routine_count, routine_horizon)
         self._slot = np.zeros(1, dtype=np.int64)
         self._reset = np.zeros(1, dtype=np.bool_)
         self._valid = np.ones(1, dtype=np.bool_)
@@ -385,7 +463,8 @@ class SurpriseCalibrator:
 
 def check_params(short_window: int, long_memory: int, warmup: int, refractory: int,
                  scale: float, slow_memory: int | None = None, warmup_time: float = 0.0,
-                 alarm_margin: float = 0.0) -> None:
+                 alarm_margin: float = 0.0, routine_count: int = 0,
+                 routine_horizon: float = DEFAULT_ROUTINE_HORIZON) -> None:
     """Raise ValueError naming the first unusable calibration setting."""
     if not (isinstance(short_window, int | np.integer) and short_window >= 1):
         raise ValueError(f"short_window must be a positive integer, got {short_window!r}")
@@ -403,3 +482,9 @@ def check_params(short_window: int, long_memory: int, warmup: int, refractory: i
         raise ValueError(f"alarm_margin must be in [0, 1), got {alarm_margin!r}")
     if not scale > 0:
         raise ValueError(f"scale must be > 0, got {scale!r}")
+    if not (isinstance(routine_count, int | np.integer) and not isinstance(routine_count, bool)
+            and routine_count >= 0):
+        raise ValueError(f"routine_count must be an integer >= 0, got {routine_count!r}")
+    if not (isinstance(routine_horizon, int | float) and not isinstance(routine_horizon, bool)
+            and routine_horizon > 0):
+        raise ValueError(f"routine_horizon must be > 0 seconds, got {routine_horizon!r}")

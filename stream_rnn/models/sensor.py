@@ -14,6 +14,8 @@ from river import base
 from stream_rnn.cells._flags import jit
 from stream_rnn.cells.calibrate import (
     CALIBRATION_ARGS,
+    DEFAULT_ROUTINE_COUNT,
+    DEFAULT_ROUTINE_HORIZON,
     DEFAULT_SCALE,
     calibrate_many,
     calibration_rows,
@@ -187,7 +189,10 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
     ``season_echo``, a reading whose evidence is no stronger than that of the reading one
     season earlier scores 0: a surprise that recurs at the same time every season (a
     daily job the networks have not learned exactly, or yesterday's anomaly coming back
-    through the seasonal input) is not news.
+    through the seasonal input) is not news. An alarm as strong as ``routine_count``
+    others the key raised within ``routine_horizon`` is routine: its evidence is capped at
+    the key's own rate of such alarms (a few decades, well under the usual thresholds). A
+    key that bursts every few days shows by its own record that a burst is not rare.
 
     Context (``context_lag``, a week by default, with ``season``): a change that comes on
     smoothly and then holds (a holiday in a city's traffic, a server left half idle)
@@ -235,6 +240,10 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
         week by default); ``None`` disables the view (as does ``season=None``).
     context_span
         Seconds over which the context view averages its evidence (two hours by default).
+    routine_count, routine_horizon
+        An alarm is routine when the key raised at least ``routine_count`` alarms as strong
+        within the last ``routine_horizon`` seconds (``0``: never; readings without a
+        time are never routine); see :mod:`stream_rnn.cells.calibrate`.
     activation, weight_decay, dropout, max_keys, input_size, dtype
         As for :class:`~stream_rnn.models.RNNRegressor`.
 
@@ -242,10 +251,11 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
     :meth:`~stream_rnn.cells.network.Network.keyed_arrays`; 720 bytes per member for one
     feature with the default network), ``8 * (3 * D + 1)`` bytes of running statistics,
     with ``season`` ``8 * season_buffer * (D + 1)`` bytes of seasonal buffer and
-    ``4 * season_buffer`` of echo evidence, and ``8 * (short_window + 8)`` bytes of
-    calibration; the context view adds ``8 * (D + 6)`` bytes and, with ``season``,
-    ``4 * season_buffer`` of its own echo evidence: 51 KB for one feature with the
-    defaults, 2.2 KB without ``season``.
+    ``4 * season_buffer`` of echo evidence, and
+    ``8 * (short_window + 8 + 20 * (2 * routine_count + 1))`` bytes of calibration; the
+    context view adds ``8 * (D + 6)`` bytes and, with ``season``, ``4 * season_buffer`` of
+    its own echo evidence: 53 KB for one feature with the defaults, 3.6 KB
+    without ``season``.
 
     Examples
     --------
@@ -290,6 +300,8 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
         season_echo: bool = True,
         context_lag: float | None = 604_800.0,
         context_span: float = 7_200.0,
+        routine_count: int = DEFAULT_ROUTINE_COUNT,
+        routine_horizon: float = DEFAULT_ROUTINE_HORIZON,
         score_scale: float = DEFAULT_SCALE,
         activation: str = "tanh",
         weight_decay: float = 0.0,
@@ -318,6 +330,8 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
         self.season_echo = season_echo
         self.context_lag = context_lag
         self.context_span = context_span
+        self.routine_count = routine_count
+        self.routine_horizon = routine_horizon
         self.refractory = refractory
         self.score_scale = score_scale
         self._nets: list[Network] = []
@@ -343,10 +357,11 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
                              f"{self.warmup_seasons!r}")
         warmup_time = float(self.warmup_seasons) * self._season_seconds
         check_params(self.short_window, self.long_memory, self.warmup, self.refractory,
-                     self.score_scale, self.slow_memory, warmup_time, self.alarm_margin)
+                     self.score_scale, self.slow_memory, warmup_time, self.alarm_margin,
+                     self.routine_count, self.routine_horizon)
         self._settings = calibration_settings(
             self.warmup, self.long_memory, self.refractory, self.score_scale, self.slow_memory,
-            warmup_time, self.alarm_margin)
+            warmup_time, self.alarm_margin, self.routine_count, self.routine_horizon)
         if not (isinstance(self.n_members, int | np.integer) and self.n_members >= 1):
             raise ValueError(f"n_members must be a positive integer, got {self.n_members!r}")
         if self.season is not None and not self.season > 0:
@@ -392,7 +407,7 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
             "last": ((D,), np.float64),
             "ring_t": ((B,), np.float64),
             "ring_x": ((B, D), np.float64),
-            **calibration_rows(self.short_window),
+            **calibration_rows(self.short_window, self.routine_count),
             "cal_echo": ((B,), np.float32),
             **context_rows(D),
             "ctx_echo": ((B,), np.float32),
