@@ -103,3 +103,18 @@ def test_the_network_learns_what_the_damped_rule_misses():
 def test_non_boolean_switches_are_refused(params):
     with pytest.raises(ValueError, match="must be True or False"):
         RNNForecaster(hidden_size=4, diff=1, **params).learn_one(1.0)
+
+
+def test_damped_state_round_trips_and_undamped_state_keeps_its_arrays():
+    ys = np.cumsum([1.0, 3.0, 4.0, 2.0, 0.0, 1.0, 2.0, 4.0]).tolist()
+    damped = RNNForecaster(hidden_size=4, window=4, diff=1, damped=True, zero_head=True)
+    plain = RNNForecaster(hidden_size=4, window=4, diff=1)
+    for y in ys:
+        damped.learn_one(y)
+        plain.learn_one(y)
+    restored = RNNForecaster.from_state(*damped.export_state())
+    assert restored.forecast(3) == damped.forecast(3)
+    assert "store/damp_moments" in damped.export_state()[1]
+    # Without the option the state has the arrays it had before the option existed, so
+    # states exported by earlier versions still load.
+    assert not any(name.startswith("store/damp") for name in plain.export_state()[1])

@@ -207,7 +207,7 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
         return self._coef.size - 1 + self.seasonal_lags * self.season
 
     def _extra_rows_for(self) -> dict[str, tuple[tuple[int, ...], Any]]:
-        return {
+        rows = {
             "scale_mean": ((self._dims,), np.float64),
             "scale_var": ((self._dims,), np.float64),
             "scale_count": ((), np.int64),
@@ -218,11 +218,14 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
             # Running mean absolute w and values counted, for `squash`.
             "squash_scale": ((), np.float64),
             "squash_count": ((), np.int64),
-            # Running means of u * y and u * u (standardized previous and current w) and the
-            # values counted, for `damped`.
-            "damp_moments": ((2,), np.float64),
-            "damp_count": ((), np.int64),
         }
+        if self.damped:
+            # Running means of u * y and u * u (standardized previous and current w) and
+            # the values counted. Only damped models have them, so that the state of a
+            # model without the option loads as it did before the option existed.
+            rows["damp_moments"] = ((2,), np.float64)
+            rows["damp_count"] = ((), np.int64)
+        return rows
 
     def _validate_transform(self) -> None:
         for name in ("diff", "season", "seasonal_diff", "seasonal_lags"):
