@@ -54,6 +54,16 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
     which a short backpropagation ``window`` could not otherwise reach. The defaults leave
     the series as it is.
 
+    A short series gives the network few values to learn from, and the forecast it makes
+    while still untrained is part of the score. ``zero_head`` starts its output at exactly
+    zero (the running mean of ``w``), so that early forecasts are the transform's own rule
+    and learning only corrects it. ``damped`` moves that starting point to a mean-reverting
+    rule: the network then learns ``w`` minus ``phi`` times the previous ``w`` (both
+    standardized), ``phi`` being the key's running lag-1 autocorrelation of ``w``; ``h``
+    steps ahead the rule forecasts ``phi^h`` times the last standardized ``w``, and the
+    network's correction for each step is added to it rather than fed through it, so a
+    correction that is slightly off does not compound over the horizon.
+
     Parameters
     ----------
     cell, hidden_size, num_layers, window, update_every, optimizer, lr, clip_norm, seed
@@ -89,6 +99,15 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
         ones (an outage) are compressed to a few units, so they no longer inflate the
         standardization through which the network sees the ordinary ones. Forecasts are
         mapped back with ``s * sinh``.
+    damped
+        Learn and forecast ``w`` as departures from a mean-reverting rule, ``phi`` times the
+        previous standardized ``w``, with ``phi`` the key's running lag-1 autocorrelation of
+        standardized ``w`` (clipped to [0, 1]; 0 until a key has two values of ``w``).
+        Suits a differenced series whose changes persist for a while and then fade, such as
+        a seasonal growth rate.
+    zero_head
+        Start the network's output layer at zero, so that the network forecasts the running
+        mean (or, with ``damped``, the rule) until it has learned otherwise.
 
     Examples
     --------
@@ -142,6 +161,8 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
         seasonal_lags: int = 0,
         level_input: bool = False,
         squash: bool = False,
+        damped: bool = False,
+        zero_head: bool = False,
     ) -> None:
         self._init_common(
             cell=cell, hidden_size=hidden_size, num_layers=num_layers, window=window,
@@ -158,6 +179,8 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
         self.seasonal_lags = seasonal_lags
         self.level_input = level_input
         self.squash = squash
+        self.damped = damped
+        self.zero_head = zero_head
         self._coef = np.ones(1)
 
     @property
@@ -184,7 +207,7 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
         return self._coef.size - 1 + self.seasonal_lags * self.season
 
     def _extra_rows_for(self) -> dict[str, tuple[tuple[int, ...], Any]]:
-        return {
+        rows = {
             "scale_mean": ((self._dims,), np.float64),
             "scale_var": ((self._dims,), np.float64),
             "scale_count": ((), np.int64),
@@ -196,12 +219,22 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
             "squash_scale": ((), np.float64),
             "squash_count": ((), np.int64),
         }
+        if self.damped:
+            # Running means of u * y and u * u (standardized previous and current w) and
+            # the values counted. Only damped models have them, so that the state of a
+            # model without the option loads as it did before the option existed.
+            rows["damp_moments"] = ((2,), np.float64)
+            rows["damp_count"] = ((), np.int64)
+        return rows
 
     def _validate_transform(self) -> None:
         for name in ("diff", "season", "seasonal_diff", "seasonal_lags"):
             value = getattr(self, name)
             if not (isinstance(value, int | np.integer) and value >= 0):
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        for name in ("damped", "zero_head"):
+            if not isinstance(getattr(self, name), bool | np.bool_):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if (self.seasonal_diff or self.seasonal_lags) and self.season < 1:
             raise ValueError("seasonal_diff and seasonal_lags need a season >= 1")
 
@@ -213,12 +246,17 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
                "seasonal_lags": 1}
         yield {"hidden_size": 4, "window": 4, "diff": 1, "season": 2, "seasonal_lags": 1,
                "squash": True}
+        yield {"hidden_size": 3, "window": 4, "season": 3, "seasonal_diff": 1, "damped": True,
+               "zero_head": True}
 
     def _ensure_built(self, x: dict | None) -> None:
         if self._net is None:
             self._validate_transform()
             self._coef = _difference_coefficients(self.diff, self.season, self.seasonal_diff)
             self._build(list(x or {}))
+            if self.zero_head:
+                v, _, end = self._net.layout.head_offsets
+                self._net.theta[v:end] = 0.0
             self._make_buffers()
 
     def _make_buffers(self) -> None:
@@ -233,6 +271,7 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
         buf.slot1 = np.zeros(1, dtype=np.int64)
         buf.reset1 = np.zeros(1, dtype=np.bool_)
         buf.out = np.zeros(1, dtype=dt)
+        buf.target = np.zeros(1, dtype=dt)
 
     def _lagged(self, zs: np.ndarray, n: int, lag: int) -> float:
         """``w`` at ``lag`` steps before the value about to arrive (NaN if out of reach).
@@ -266,6 +305,19 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
         # it by at most four scales over the memory.
         arrays["squash_scale"][slot] = size if not old > 0 else (
             old + (min(size, 4.0 * old) - old) / memory)
+
+    def _damping(self, arrays: dict[str, np.ndarray], slot: int) -> float:
+        """``phi`` of ``damped``: the key's lag-1 autocorrelation of standardized ``w``."""
+        uy, uu = arrays["damp_moments"][slot]
+        return min(max(uy / uu, 0.0), 1.0) if uu > 0 else 0.0
+
+    def _fold_damping(self, arrays: dict[str, np.ndarray], slot: int, previous: float,
+                      current: float) -> None:
+        count = arrays["damp_count"][slot] = arrays["damp_count"][slot] + 1
+        memory = min(int(count), self.scale_memory) if self.scale_memory else int(count)
+        moments = arrays["damp_moments"][slot]
+        moments[0] += (previous * current - moments[0]) / memory
+        moments[1] += (previous * previous - moments[1]) / memory
 
     def learn_one(self, y: float, x: dict | None = None, key: Hashable | None = None,
                   **kwargs: Any) -> None:
@@ -309,7 +361,13 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
             if buf.valid[0]:
                 buf.u[:dims] = buf.U1[0]
                 buf.u[dims + n_lags :] = buf.x
-                self._net.learn(arrays, slot, buf.u, buf.Y1[0, :1], buf.out)
+                buf.target[0] = buf.Y1[0, 0]
+                if self.damped:
+                    previous, current = float(buf.U1[0, 0]), float(buf.Y1[0, 0])
+                    # The rule's phi from the values before this one, then this pair joins it.
+                    buf.target[0] = current - self._damping(arrays, slot) * previous
+                    self._fold_damping(arrays, slot, previous, current)
+                self._net.learn(arrays, slot, buf.u, buf.target, buf.out)
         if self._history_size:
             history[1:] = history[:-1]
             history[0] = z
@@ -341,6 +399,9 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
                                                     arrays["scale_count"], slot, 1)
             previous_z = float(arrays["last"][slot, 1])
         squash_scale = self._squash_scale(arrays, slot)
+        damping = self._damping(arrays, slot) if self.damped else 0.0
+        # The rule's own path, in standardized units: phi^h times the last w.
+        rule = min(max((previous - loc) / scale, -self.clip), self.clip)
         k = self._coef.size - 1
         # Past values then forecasts, most recent first, for undoing the differencing.
         zs = np.concatenate([np.zeros(horizon), arrays["history"][slot, :n_history]])
@@ -358,7 +419,8 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
                                       u[dims : dims + n_lags])
             u[dims + n_lags :] = exog
             state, head = self._net.step(state, u)
-            previous = float(head[0]) * scale + loc
+            rule *= damping
+            previous = (float(head[0]) + rule) * scale + loc
             w = squash_scale * math.sinh(previous) if self.squash else previous
             z = w - float(self._coef[1:] @ known[:k]) if k else w
             zs[horizon - h - 1] = previous_z = z
