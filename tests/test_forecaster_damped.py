@@ -118,3 +118,27 @@ def test_damped_state_round_trips_and_undamped_state_keeps_its_arrays():
     # Without the option the state has the arrays it had before the option existed, so
     # states exported by earlier versions still load.
     assert not any(name.startswith("store/damp") for name in plain.export_state()[1])
+
+
+@pytest.mark.parametrize("transform", [{"log": True}, {"squash": True}])
+def test_a_diverged_network_forecasts_infinity_instead_of_raising(transform):
+    model = RNNForecaster(hidden_size=4, window=4, seed=0, **transform)
+    for y in [10.0, 12.0, 11.0, 13.0, 12.0, 14.0] * 4:
+        model.learn_one(y)
+    model._net.theta[:] = 1e4  # what a learning rate far too high leaves behind
+    forecast = model.forecast(3)
+    assert all(math.isinf(v) for v in forecast)
+
+
+def test_a_mixture_forecasts_from_its_finite_experts_when_one_diverges():
+    from stream_rnn.models import ForecastMixture, SeasonalNaive
+
+    diverged = RNNForecaster(hidden_size=4, window=4, seed=0, log=True)
+    mixture = ForecastMixture([diverged, SeasonalNaive()], horizon=2)
+    for y in [10.0, 12.0, 11.0, 13.0] * 4:
+        mixture.learn_one(y)
+    for expert in mixture._experts:
+        if isinstance(expert, RNNForecaster):
+            expert._net.theta[:] = 1e4
+    mixture._pending.clear()  # forecast afresh from the diverged expert
+    assert mixture.forecast(2, xs=None) == pytest.approx([13.0, 13.0])

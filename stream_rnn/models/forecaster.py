@@ -36,6 +36,15 @@ def _difference_coefficients(diff: int, season: int, seasonal_diff: int) -> np.n
     return c
 
 
+def _unbounded(fn, x: float) -> float:
+    """``fn(x)`` for an exponential-like ``fn``, infinite (with the sign) where it
+    overflows: a diverged network's forecast reads as infinite rather than raising."""
+    try:
+        return fn(x)
+    except OverflowError:
+        return math.copysign(math.inf, x)
+
+
 class RNNForecaster(RNNBase, time_series.base.Forecaster):
     """Forecast the next values of a series (per key) from its past and optional features.
 
@@ -421,8 +430,8 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
             state, head = self._net.step(state, u)
             rule *= damping
             previous = (float(head[0]) + rule) * scale + loc
-            w = squash_scale * math.sinh(previous) if self.squash else previous
+            w = squash_scale * _unbounded(math.sinh, previous) if self.squash else previous
             z = w - float(self._coef[1:] @ known[:k]) if k else w
             zs[horizon - h - 1] = previous_z = z
-            out.append(math.exp(z) if self.log else z)
+            out.append(_unbounded(math.exp, z) if self.log else z)
         return out

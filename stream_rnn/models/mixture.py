@@ -14,6 +14,19 @@ from stream_rnn.models.base import check_target
 __all__ = ["ForecastMixture"]
 
 
+
+def _combine(weights, forecasts) -> float:
+    """The weighted forecast over the experts whose forecast is finite: one diverged
+    expert (an infinite forecast) must not turn the mixture's forecast into NaN."""
+    weights = np.asarray(weights, dtype=np.float64)
+    finite = np.isfinite(forecasts)
+    if finite.all():
+        return float(np.dot(weights, forecasts))
+    kept = weights * finite
+    if not finite.any() or kept.sum() <= 0.0:
+        return math.nan
+    return float(np.dot(kept, np.where(finite, forecasts, 0.0)) / kept.sum())
+
 class ForecastMixture(time_series.base.Forecaster):
     """An online mixture of forecasters, weighted per horizon by recent absolute error.
 
@@ -173,5 +186,4 @@ class ForecastMixture(time_series.base.Forecaster):
         else:
             forecasts = np.array([expert.forecast(horizon, xs) for expert in self._experts],
                                  dtype=np.float64)
-        return [float(np.dot(self.weights(h), forecasts[:, h - 1]))
-                for h in range(1, horizon + 1)]
+        return [_combine(self.weights(h), forecasts[:, h - 1]) for h in range(1, horizon + 1)]
