@@ -23,8 +23,14 @@ one after the other so they do not compete for the CPU:
 ``latency``
     The runner (already joined and warm) consuming a paced input (``rate`` events/s, the
     wall clock at send time written as the event's ``ts``), and a separate consumer of its
-    output topic: latency = wall clock when the output is observed - ``ts``. The pacer and
-    the observer use librdkafka whichever stack is measured (they are the equipment).
+    output topic: latency = wall clock when the output is observed - ``ts``, the
+    event-to-score latency a consumer of the scores sees (this is the reported p50/p95/p99).
+    The output record's CreateTime, stamped by the runner's producer when the runner hands
+    it the score, splits it in two: ``to_produce`` (event sent -> score produced: the input
+    side's broker and fetch wait, waiting behind the batch in progress, parsing and the
+    model) and ``after_produce`` (the runner's flush and the broker's acknowledgement, then
+    the observer's own fetch wait). The pacer and the observer use librdkafka whichever
+    stack is measured (they are the equipment).
 
 Every process that runs the model compiles the kernels (or loads their cache) and runs a
 short in-memory warm-up before it is timed. Group joins happen before the first record and
@@ -420,6 +426,7 @@ def _consume(bootstrap: str, topic: str, group: str, n: int, max_poll_records: i
              fetch_max_wait_ms: int | None, with_output: str | None, timeout_s: float
              ) -> dict[str, Any]:
     """Consumer only (``with_output`` None) or the no-model floor (outputs to it)."""
+    from stream_rnn.daemon import freeze_startup_heap
     from stream_rnn.io.events import encode_score, parse_event
 
     _, sink_cls = _classes()
@@ -433,6 +440,9 @@ def _consume(bootstrap: str, topic: str, group: str, n: int, max_poll_records: i
             e = parse_event(event_value(key, feats, time.time()), src="warm:0:0")
             encode_score({"src": e.src, "ts": e.ts, "score": 0.5})
         _topic_metadata(sink, with_output)
+    # The runner's garbage-collector settings (frozen start-up heap, rare young
+    # collections): the floor must not pay for collections serve no longer makes.
+    freeze_startup_heap()
     count = rebalances = first_batch = 0
     t_first = t_last = None
     cpu0 = 0.0
@@ -659,7 +669,12 @@ def _observe(ready: Any, warm_seen: Any, bootstrap: str, out_topic: str, partiti
     librdkafka whatever the measured stack: the measuring consumer must take little CPU
     from the runner it measures (the machine may have 2 cores), and the same for both.
     """
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    from confluent_kafka import (
+        OFFSET_BEGINNING,
+        TIMESTAMP_CREATE_TIME,
+        Consumer,
+        TopicPartition,
+    )
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "client.id": "bench-observer",
                          "group.id": "bench-observer", "enable.auto.commit": False,
@@ -672,7 +687,7 @@ def _observe(ready: Any, warm_seen: Any, bootstrap: str, out_topic: str, partiti
                      for p in range(partitions)])
     consumer.poll(0.1)  # connect and fetch metadata before the producer starts
     ready.set()
-    seen: list[tuple[float, float]] = []  # (ts sent, observed)
+    seen: list[tuple[float, float, float]] = []  # (ts sent, output CreateTime, observed)
     deadline = time.monotonic() + timeout_s
     try:
         while len(seen) < n_total and time.monotonic() < deadline:
@@ -683,7 +698,9 @@ def _observe(ready: Any, warm_seen: Any, bootstrap: str, out_topic: str, partiti
             now = time.time()
             for message in [first, *consumer.consume(5_000, 0)]:
                 if message.error() is None:
-                    seen.append((json.loads(message.value())["ts"], now))
+                    kind, created_ms = message.timestamp()
+                    produced = created_ms / 1000.0 if kind == TIMESTAMP_CREATE_TIME else now
+                    seen.append((json.loads(message.value())["ts"], produced, now))
             if len(seen) >= n_warm:
                 warm_seen.set()
     finally:
@@ -786,24 +803,40 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
-def latency_summary(observed: list[tuple[float, float]], since_wall: float) -> dict[str, Any]:
+def _spread(values_ms: list[float]) -> dict[str, float]:
+    lat = sorted(values_ms)
+    return {"p50_ms": _percentile(lat, 50), "p95_ms": _percentile(lat, 95),
+            "p99_ms": _percentile(lat, 99), "max_ms": lat[-1],
+            "mean_ms": sum(lat) / len(lat)}
+
+
+def latency_summary(observed: list[tuple[float, ...]], since_wall: float) -> dict[str, Any]:
     """p50/p95/p99/max in ms of ``observed - sent`` for outputs sent at or after
-    ``since_wall`` (the warm-up before it is left out)."""
-    timed = sorted((sent, seen) for sent, seen in observed if sent >= since_wall)
+    ``since_wall`` (the warm-up before it is left out).
+
+    Each observation is ``(sent, seen)`` or ``(sent, produced, seen)``: with the output
+    record's CreateTime (``produced``, when the runner handed the score to its producer)
+    the end-to-end latency is also split into ``to_produce`` (event sent -> score
+    produced) and ``after_produce`` (score produced -> seen by the observer: the runner's
+    producer linger and acknowledgement, the broker, the observer's own fetch).
+    """
+    timed = sorted(o for o in observed if o[0] >= since_wall)
     if not timed:
         raise RuntimeError("no timed output was observed")
-    in_order = [(seen - sent) * 1000.0 for sent, seen in timed]
-    lat = sorted(in_order)
+    in_order = [(o[-1] - o[0]) * 1000.0 for o in timed]
     # A runner that keeps up has the same latency at the end as at the start; one that
     # does not builds a queue, and its latency grows with the length of the run.
     tenth = max(1, len(in_order) // 10)
     first, last = sorted(in_order[:tenth]), sorted(in_order[-tenth:])
-    span = max(seen for _, seen in timed) - min(seen for _, seen in timed)
-    return {"events": len(lat), "p50_ms": _percentile(lat, 50), "p95_ms": _percentile(lat, 95),
-            "p99_ms": _percentile(lat, 99), "max_ms": lat[-1],
-            "mean_ms": sum(lat) / len(lat),
-            "growth_ms": _percentile(last, 50) - _percentile(first, 50),
-            "output_rate": len(lat) / span if span > 0 else None}
+    span = max(o[-1] for o in timed) - min(o[-1] for o in timed)
+    out: dict[str, Any] = {
+        "events": len(in_order), **_spread(in_order),
+        "growth_ms": _percentile(last, 50) - _percentile(first, 50),
+        "output_rate": len(in_order) / span if span > 0 else None}
+    if all(len(o) == 3 for o in timed):
+        out["to_produce"] = _spread([(o[1] - o[0]) * 1000.0 for o in timed])
+        out["after_produce"] = _spread([(o[2] - o[1]) * 1000.0 for o in timed])
+    return out
 
 
 def run_bench_e2e(config: E2EConfig, progress: TextIO | None = None) -> dict[str, Any]:
@@ -993,8 +1026,16 @@ def format_report(report: dict[str, Any]) -> str:
         f"{lat['warmup_events']} warm-up):",
         f"  p50 {lat['p50_ms']:.1f} ms   p95 {lat['p95_ms']:.1f} ms   "
         f"p99 {lat['p99_ms']:.1f} ms   max {lat['max_ms']:.1f} ms   "
-        f"mean {lat['mean_ms']:.1f} ms",
+        f"mean {lat['mean_ms']:.1f} ms   (event sent -> score read by a consumer of the "
+        f"output topic)",
     ]
+    for part, label in (("to_produce", "sent -> score produced"),
+                        ("after_produce", "produced -> read")):
+        if part in lat:
+            p = lat[part]
+            lines.append(f"  {label + ':':<24}p50 {p['p50_ms']:.1f} ms   "
+                         f"p95 {p['p95_ms']:.1f} ms   p99 {p['p99_ms']:.1f} ms   "
+                         f"max {p['max_ms']:.1f} ms")
     if lat["growth_ms"] > 100.0:
         lines.append(f"  note: the runner fell behind the paced input (median latency of the "
                      f"last tenth {lat['growth_ms']:,.0f} ms above the first; outputs came at "
