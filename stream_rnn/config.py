@@ -59,6 +59,10 @@ class KafkaConfig:
     heartbeat_interval_ms: int = 3_000
     max_poll_interval_ms: int = 300_000
     request_timeout_ms: int = 30_000
+    #: Longest the broker may hold a fetch. Apache Kafka answers as soon as a record is
+    #: there, so this only paces idle fetches; a broker that holds every fetch toward its
+    #: whole wait (Tansu, measured: median delivery 18 ms at 100, 3 ms at 10) adds up to
+    #: this much to every event's latency: set 10 there.
     fetch_max_wait_ms: int = 100
     security_protocol: str = "PLAINTEXT"
     ssl_cafile: str | None = None

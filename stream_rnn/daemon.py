@@ -65,6 +65,10 @@ UNKNOWN_FEATURE = "unknown_feature"
 #: Whether this process has moved its start-up heap out of the collector's sight.
 _heap_frozen = False
 
+#: Net allocations of container objects between two collections of the youngest
+#: generation once the start-up heap is frozen (Python's default is 700).
+GC_YOUNG_THRESHOLD = 100_000
+
 
 def freeze_startup_heap() -> bool:
     """Collect garbage, then exclude every object alive now from later collections
@@ -77,6 +81,18 @@ def freeze_startup_heap() -> bool:
     frozen here are still freed by reference counting when released; only a reference
     cycle among them would never be reclaimed, hence once, after the first batch (the
     kernels compile or load then), and after a collection.
+
+    It also raises the youngest generation's threshold to :data:`GC_YOUNG_THRESHOLD`. A
+    poll batch keeps a few objects per event alive until it is answered (records, events,
+    outputs: some 20,000 for 2,000 events), so with the default threshold of 700 the
+    collector runs dozens of times per batch, promoting them and walking them again in the
+    older generations, together with whatever else the process holds. With a whole stream
+    held in memory (an in-memory source of 50,000 records) that cost 2-4 us per event;
+    against Kafka, where only the batch is alive, the best runs show no measurable
+    difference (18.0 vs 18.1 us of CPU per event). These objects hold no reference cycles
+    and are freed by reference counting when the batch is done, so the count falls back
+    after each batch; a cycle made while serving is still collected, after 100,000 net
+    allocations instead of 700.
     """
     global _heap_frozen
     if _heap_frozen:
@@ -84,6 +100,8 @@ def freeze_startup_heap() -> bool:
     _heap_frozen = True
     gc.collect()
     gc.freeze()
+    young, older, oldest = gc.get_threshold()
+    gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), older, oldest)
     return True
 
 
@@ -273,7 +291,8 @@ class Runner:
         m = self.metrics
         topic = task.partition.topic
         threshold = cfg.scoring.threshold
-        version = self._version(task)
+        stats = task.model.stats()
+        version = int(stats.get("version", 0))
         output_topic = cfg.kafka.output_topic
         send = self.sink.send
         key_fields = cfg.events.key_fields
@@ -307,7 +326,7 @@ class Runner:
         last = valid[-1][1]
         m.event_time_lag.labels(topic, str(task.partition.partition)).set(
             max(0.0, self.clock() - last.ts))
-        self._publish_model_stats(task)
+        self._publish_model_stats(task, stats)
         self._publish_live_predictions(task)
 
     def _publish_live_scores(self, valid: list[tuple[Record, Event]],
@@ -321,11 +340,7 @@ class Runner:
                 for feature, value in event.features.items():
                     m.live_actual.labels(key, feature).set(value)
 
-    def _version(self, task: PartitionTask) -> int:
-        return int(task.model.stats().get("version", 0))
-
-    def _publish_model_stats(self, task: PartitionTask) -> None:
-        stats = task.model.stats()
+    def _publish_model_stats(self, task: PartitionTask, stats: dict[str, float]) -> None:
         p = task.partition
         labels = (p.topic, str(p.partition))
         m = self.metrics

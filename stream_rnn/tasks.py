@@ -30,6 +30,7 @@ Parameters come as one flat mapping: the recurrent-network fields of ``[model]``
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -286,6 +287,9 @@ class SensorTask(_Task):
         #: event processed.
         self._features: dict[str, int] | None = None
         self._store: KeyedState | None = None
+        #: Keys processed since :meth:`is_finite` last found everything finite (None: the
+        #: whole state is still to be checked).
+        self._unchecked: set[str] | None = None
 
     @property
     def _detectors(self) -> list[RNNAnomalyDetector]:
@@ -306,14 +310,24 @@ class SensorTask(_Task):
     def _matrix(self, events: list[Event]) -> np.ndarray:
         slots = self._features
         assert slots is not None
-        X = np.zeros((len(events), len(slots)))
-        for i, event in enumerate(events):
-            for name, value in event.features.items():
+        known = slots.keys()
+        # Usually every event carries every feature: one C-level lookup per event reads
+        # its values in slot order (a dict's key view compares with another as a set).
+        take = operator.itemgetter(*slots) if len(slots) > 1 else None
+        rows: list[Any] = []
+        for event in events:
+            features = event.features
+            if take is not None and features.keys() == known:
+                rows.append(take(features))
+                continue
+            row = [0.0] * len(slots)
+            for name, value in features.items():
                 idx = slots.get(name)
                 if idx is None:
                     raise UnknownFeature(name)
-                X[i, idx] = value
-        return X
+                row[idx] = value
+            rows.append(row)
+        return np.array(rows, dtype=np.float64).reshape(len(events), len(slots))
 
     def check(self, event: Event) -> str | None:
         """The reason ``event`` cannot be processed, or None.
@@ -322,6 +336,8 @@ class SensorTask(_Task):
         features (they read 0) but not bring new ones.
         """
         if self._features is not None:
+            if event.features.keys() <= self._features.keys():
+                return None
             known: Any = self._features
         else:
             if self._schema is None:
@@ -402,15 +418,14 @@ class SensorTask(_Task):
             means += X - diffs  # the previous reading plus the forecast step
         spreads = stds * factor[:, :D]
         names = list(self._features)
-        out = []
-        for i, ok in enumerate(valid.tolist()):
-            if not ok:
-                out.append(Scored(float(scores[i]), {}, {}))
-                continue
-            mean_row, spread_row = means[i].tolist(), spreads[i].tolist()
-            out.append(Scored(float(scores[i]), dict(zip(names, mean_row, strict=True)),
-                              dict(zip(names, spread_row, strict=True))))
-        return out
+        self._note_touched(keys)
+        # One conversion per matrix rather than per row: this loop runs once per event.
+        return [Scored(score, dict(zip(names, mean_row, strict=True)),
+                       dict(zip(names, spread_row, strict=True)))
+                if ok else Scored(score, {}, {})
+                for score, ok, mean_row, spread_row in zip(
+                    scores.tolist(), valid.tolist(), means.tolist(), spreads.tolist(),
+                    strict=True)]
 
     def forecast(self, key: str) -> dict[str, float]:
         """Live forecast (mean) per feature for ``key``: the next reading's."""
@@ -491,12 +506,33 @@ class SensorTask(_Task):
                     store.remove(key)
                 store.evictions = 0
 
+    def _note_touched(self, keys: list[str]) -> None:
+        if self._unchecked is not None:
+            self._unchecked.update(keys)
+
     def is_finite(self) -> bool:
-        arrays = [] if self._store is None else list(self._store.arrays.values())
-        for det in self._detectors:
-            if det._net is not None:
-                arrays += [det._net.theta, *det._store.arrays.values()]
-        return _finite(arrays)
+        """Whether the weights and every key's state are finite.
+
+        A batch changes the weights and the rows of its own keys only, so once the whole
+        state has been found finite, later calls look at the weights and at the rows of the
+        keys processed since the previous call: the cost follows the batch, not the number
+        of keys held (a full scan of 100,000 keys per poll would cost more than the poll).
+        """
+        stores = [det._store for det in self._detectors if det._net is not None]
+        if self._store is not None:
+            stores.append(self._store)
+        arrays = [det._net.theta for det in self._detectors if det._net is not None]
+        keys = self._unchecked
+        if keys is None or any(len(keys) * 8 >= store.capacity for store in stores):
+            # Few keys held: a whole array costs no more to check than a gather of rows.
+            arrays += [a for store in stores for a in store.arrays.values()]
+        elif keys:
+            for store in stores:
+                rows = [slot for slot in map(store.get, keys) if slot >= 0]
+                arrays += [a[rows] for a in store.arrays.values()]
+        finite = _finite(arrays)
+        self._unchecked = set() if finite else None
+        return finite
 
     def stats(self) -> dict[str, float]:
         """The key count is the task's (a key with one reading counts); updates, losses

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from stream_rnn.bench_e2e import SPLIT, latency_summary
+from stream_rnn.bench_e2e import SPLIT, acked_summary, latency_summary
 from stream_rnn.cli import main
 
 pytestmark = pytest.mark.slow
@@ -74,6 +74,15 @@ def test_tiny_run_measures_everything_and_writes_json(kafka_broker, tmp_path, ca
         assert _positive_finite(lat[field]), (field, lat[field])
     assert lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"] <= lat["max_ms"]
     assert math.isfinite(lat["growth_ms"])  # may be negative: the warm-up tail drains
+    # The runner's own part ends when the score is acknowledged, before anyone reads it.
+    assert lat["to_ack"]["events"] == 200
+    assert lat["to_ack"]["p50_ms"] <= lat["to_ack"]["p99_ms"] <= lat["to_ack"]["max_ms"]
+    for part in ("to_produce", "after_produce"):
+        assert lat[part]["p50_ms"] <= lat[part]["p99_ms"] <= lat[part]["max_ms"], part
+    # Each output is stamped when produced, before it can be read: a bound event by event.
+    assert lat["to_produce"]["p50_ms"] <= lat["p50_ms"]
+    for name in (*MEASURED, "latency"):
+        assert report[name]["load_average"] >= 0, name
 
     for name, target in report["targets"].items():
         assert _positive_finite(target["value"]), name
@@ -83,6 +92,8 @@ def test_tiny_run_measures_everything_and_writes_json(kafka_broker, tmp_path, ca
 
     printed = capsys.readouterr().out
     for text in ("serve / floor", "p99", "where the serve time goes", "targets:",
+                 "sent -> score acked", "sent -> score produced", "produced -> read",
+                 "latency_acked_p99_ms",
                  f"Kafka client {client} ({source} / {sink})", f"producer only ({sink})",
                  f"consumer only ({source})"):
         assert text in printed
@@ -96,6 +107,26 @@ def test_latency_summary_leaves_out_the_warm_up():
     assert lat["p99_ms"] == pytest.approx(99.0)
     assert lat["max_ms"] == pytest.approx(100.0)
     assert lat["growth_ms"] == pytest.approx(90.0)  # medians of the last and first tenths
+
+
+def test_latency_is_split_at_the_output_create_time():
+    # (sent, produced, seen): produced 3 ms after sending, read 7 ms after that.
+    observed = [(0.0, 1.0, 2.0)] + [(10.0 + i, 10.003 + i, 10.010 + i) for i in range(50)]
+    lat = latency_summary(observed, since_wall=10.0)
+    assert lat["events"] == 50
+    assert lat["p99_ms"] == pytest.approx(10.0)
+    assert lat["to_produce"]["p99_ms"] == pytest.approx(3.0)
+    assert lat["after_produce"]["p50_ms"] == pytest.approx(7.0)
+
+
+def test_acked_latency_leaves_out_the_warm_up():
+    acked = [(0.0, 9.0)] + [(10.0 + i, 10.0 + i + (i + 1) / 1000) for i in range(100)]
+    lat = acked_summary(acked, since_wall=10.0)
+    assert lat["events"] == 100
+    assert lat["p50_ms"] == pytest.approx(50.0)
+    assert lat["max_ms"] == pytest.approx(100.0)
+    with pytest.raises(RuntimeError, match="no timed output"):
+        acked_summary(acked[:1], since_wall=10.0)
 
 
 def test_no_broker_names_the_wheel(monkeypatch, capsys):

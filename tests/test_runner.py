@@ -371,7 +371,8 @@ def test_a_failed_commit_does_not_stop_the_runner(tmp_path):
     assert source.committed[Partition(TOPIC, 0)] == 120
 
 
-def test_the_start_up_heap_is_frozen_once_after_the_first_batch(tmp_path, monkeypatch):
+def test_the_start_up_heap_is_frozen_once_after_the_first_batch(tmp_path, monkeypatch,
+                                                              request):
     import gc
     import weakref
 
@@ -386,6 +387,8 @@ def test_the_start_up_heap_is_frozen_once_after_the_first_batch(tmp_path, monkey
     del garbage
     monkeypatch.setattr(daemon, "_heap_frozen", False)
     frozen_before = gc.get_freeze_count()
+    thresholds = gc.get_threshold()
+    request.addfinalizer(lambda: gc.set_threshold(*thresholds))
 
     idle = _runner(_config(tmp_path), MemorySource())[0]
     idle.run(max_idle_polls=2)
@@ -399,3 +402,14 @@ def test_the_start_up_heap_is_frozen_once_after_the_first_batch(tmp_path, monkey
     assert gc.get_freeze_count() > frozen_before
     assert gone() is None  # collected before the freeze, not frozen for good
     assert daemon.freeze_startup_heap() is False  # once per process
+    assert gc.get_threshold()[0] >= daemon.GC_YOUNG_THRESHOLD
+    assert gc.get_threshold()[1:] == thresholds[1:]
+    # Reference cycles made while serving are still collected, only less often.
+    later = Cyclic()
+    later.me = later
+    gone_later = weakref.ref(later)
+    del later
+    # The count is of allocations net of frees: a growing heap triggers a collection.
+    growth = [[] for _ in range(daemon.GC_YOUNG_THRESHOLD + 1000)]
+    del growth
+    assert gone_later() is None

@@ -26,7 +26,7 @@ from stream_rnn.io.memory import MemorySink, MemorySource
 from stream_rnn.metrics import Metrics
 from stream_rnn.models import FraudDetector, RNNAnomalyDetector, RNNForecaster
 from stream_rnn.state.checkpoint import read_checkpoint, write_checkpoint
-from stream_rnn.tasks import TASKS, Scored, check_params, make_task
+from stream_rnn.tasks import TASKS, Scored, UnknownFeature, check_params, make_task
 
 NET = {"hidden_size": 4, "window": 4, "update_every": 2, "seed": 1}
 PARAMS = {
@@ -144,6 +144,48 @@ def test_stats_non_finite_detection_and_warm_start(kind):
     else:
         task.detector._theta[0] = np.nan
     assert not task.is_finite()
+
+
+def test_sensor_reads_features_in_any_order_and_missing_ones_as_zero():
+    events = sensor_events(n=160)
+    # The same readings with the features listed in the other order, and some without
+    # "rpm" at all (it reads 0): both paths that build the input matrix.
+    shuffled = [Event(e.ts, e.keys, dict(reversed(list(e.features.items()))), None, None,
+                      e.src) for e in events]
+    some_missing = [Event(e.ts, e.keys, {"temp": e.features["temp"]} if i % 7 == 3
+                          else e.features, None, None, e.src) for i, e in enumerate(events)]
+    as_zero = [Event(e.ts, e.keys, {"temp": e.features["temp"], "rpm": 0.0} if i % 7 == 3
+                     else e.features, None, None, e.src) for i, e in enumerate(events)]
+    _same(_run(_task("sensor"), events), _run(_task("sensor"), shuffled))
+    _same(_run(_task("sensor"), some_missing), _run(_task("sensor"), as_zero))
+    task = _task("sensor")
+    _run(task, events)
+    odd = Event(events[0].ts, ("s0",), {"temp": 1.0, "rpm": 2.0, "vibration": 3.0}, None,
+                None, "")
+    with pytest.raises(UnknownFeature, match="vibration"):
+        task.process([odd])
+
+
+def test_sensor_finiteness_check_covers_the_keys_each_batch_touched():
+    task = make_task("sensor", PARAMS["sensor"], 5000)
+    events = sensor_events(n=800, sensors=200)  # 200 keys: a check gathers their rows
+    _run(task, events)
+    assert task.is_finite()  # the first check scans every row
+    batch = events[:3]  # s0, s1, s2
+    task.process(batch)
+    slot = task.detector._store.get("s1")
+    task.detector._store.arrays["last"][slot] = np.nan  # as if the batch had broken it
+    assert not task.is_finite()
+    assert not task.is_finite()  # and it stays broken until the rows are fixed
+    task.detector._store.arrays["last"][slot] = 0.0
+    assert task.is_finite()
+    # A model restored from a checkpoint is checked whole at first.
+    meta, arrays = task.export_state()
+    arrays = dict(arrays)
+    arrays["store/last"] = arrays["store/last"].copy()
+    arrays["store/last"][150] = np.inf
+    restored = type(task).from_state(meta, arrays, PARAMS["sensor"], 5000)
+    assert not restored.is_finite()
 
 
 def test_checks_give_reasons():

