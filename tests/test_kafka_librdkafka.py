@@ -361,3 +361,30 @@ def test_client_flag_names_its_environment_variable():
                          cwd=Path(__file__).resolve().parents[1]).stdout
     assert re.search(r"--kafka-client KAFKA\.CLIENT\s+Kafka client library: kafka-python \|"
                      r"\s+librdkafka \[env: STREAM_RNN_KAFKA__CLIENT\]", out), out
+
+
+def test_both_stacks_write_a_key_to_the_partition_the_java_client_picks(kafka_broker,
+                                                                        new_topic):
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.partitioner.default import murmur2
+
+    from stream_rnn.io.kafka import KafkaSink
+
+    partitions = 5
+    keys = [f"card-{i}".encode() for i in range(60)]
+    expected = {key: (murmur2(key) & 0x7FFFFFFF) % partitions for key in keys}
+    for sink_cls in (KafkaSink, ConfluentSink):
+        topic = new_topic(partitions)
+        sink = sink_cls(bootstrap_servers=kafka_broker)
+        try:
+            for key in keys:
+                sink.send(topic, key, b"{}")
+            sink.flush(30)
+        finally:
+            sink.close()
+        consumer = KafkaConsumer(bootstrap_servers=kafka_broker, auto_offset_reset="earliest",
+                                 enable_auto_commit=False, consumer_timeout_ms=3000)
+        consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+        written = {message.key: message.partition for message in consumer}
+        consumer.close()
+        assert written == expected, sink_cls.__name__

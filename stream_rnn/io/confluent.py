@@ -747,6 +747,10 @@ class ConfluentSink(TrackedSink):
             # librdkafka requires linger.ms below the delivery timeout.
             "linger.ms": min(linger_ms, max(0, delivery_ms - 1)),
             "request.timeout.ms": max(1, min(30_000, delivery_ms)),
+            # Keys go to the partitions the Java client and kafka-python pick (murmur2),
+            # not librdkafka's own CRC32 default: outputs keyed like the input stay
+            # co-partitioned with what other producers write for the same keys.
+            "partitioner": "murmur2_random",
             **options,
             "acks": "all",
             "enable.idempotence": True,
