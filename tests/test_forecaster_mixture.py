@@ -9,6 +9,7 @@ import random
 
 import pytest
 from river.checks import common as river_checks
+from test_forecast_eval import Constant
 
 from stream_rnn.evaluation.forecast import evaluate_forecaster
 from stream_rnn.models import (
@@ -118,19 +119,6 @@ def test_mixture_weights_follow_the_recently_better_expert():
     assert weights[0] > 0.9
     # Beyond the tracked horizons, the last one's weights apply.
     assert mixture.weights(5) == mixture.weights(2)
-
-
-class Constant:
-    """Always forecasts the same value and learns nothing."""
-
-    def __init__(self, value: float) -> None:
-        self.value = value
-
-    def learn_one(self, y, x=None):
-        pass
-
-    def forecast(self, horizon, xs=None):
-        return [self.value] * horizon
 
 
 def test_hedge_weights_by_hand():
