@@ -33,6 +33,7 @@ import math
 import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -310,24 +311,27 @@ class SensorTask(_Task):
     def _matrix(self, events: list[Event]) -> np.ndarray:
         slots = self._features
         assert slots is not None
-        known = slots.keys()
-        # Usually every event carries every feature: one C-level lookup per event reads
-        # its values in slot order (a dict's key view compares with another as a set).
-        take = operator.itemgetter(*slots) if len(slots) > 1 else None
-        rows: list[Any] = []
-        for event in events:
-            features = event.features
-            if take is not None and features.keys() == known:
-                rows.append(take(features))
-                continue
-            row = [0.0] * len(slots)
-            for name, value in features.items():
+        D = len(slots)
+        features = list(map(_FEATURES_OF, events))
+        if D > 1 and set(map(len, features)) == {D}:
+            # Usually every event carries exactly the known features: its values in slot
+            # order in one C-level read each.
+            try:
+                rows: list[Any] = list(map(operator.itemgetter(*slots), features))
+            except KeyError:
+                pass
+            else:
+                return np.array(rows, dtype=np.float64).reshape(len(events), D)
+        rows = []
+        for values in features:
+            row = [0.0] * D
+            for name, value in values.items():
                 idx = slots.get(name)
                 if idx is None:
                     raise UnknownFeature(name)
                 row[idx] = value
             rows.append(row)
-        return np.array(rows, dtype=np.float64).reshape(len(events), len(slots))
+        return np.array(rows, dtype=np.float64).reshape(len(events), D)
 
     def check(self, event: Event) -> str | None:
         """The reason ``event`` cannot be processed, or None.
@@ -364,7 +368,10 @@ class SensorTask(_Task):
             rows = rows[1:]
         if rows.size == 0:
             return means, stds
-        _, m, s = det.score_learn_many(V[rows], [keys[i] for i in rows],
+        if rows.size == n:  # every row (rows ascend without repeats)
+            _, means, stds = det.score_learn_many(V, keys, return_forecast=True)
+            return means, stds
+        _, m, s = det.score_learn_many(V[rows], list(map(keys.__getitem__, rows.tolist())),
                                        return_forecast=True)
         means[rows] = m
         stds[rows] = s
@@ -379,11 +386,8 @@ class SensorTask(_Task):
         assert store is not None and self._features is not None
         X = self._matrix(events)
         n, D = X.shape
-        keys = ["|".join(e.keys) for e in events]
-        slots = np.empty(n, dtype=np.int64)
-        resets = np.zeros(n, dtype=np.bool_)
-        for i, key in enumerate(keys):
-            slots[i], resets[i] = store.slot_for(key)
+        keys = list(map("|".join, map(_KEYS_OF, events)))
+        slots, resets = store.slots_for(keys)
         arrays = store.arrays
         diffs = np.empty((n, D))
         has_prev = np.empty(n, dtype=np.bool_)
@@ -419,13 +423,14 @@ class SensorTask(_Task):
         spreads = stds * factor[:, :D]
         names = list(self._features)
         self._note_touched(keys)
-        # One conversion per matrix rather than per row: this loop runs once per event.
-        return [Scored(score, dict(zip(names, mean_row, strict=True)),
-                       dict(zip(names, spread_row, strict=True)))
-                if ok else Scored(score, {}, {})
-                for score, ok, mean_row, spread_row in zip(
-                    scores.tolist(), valid.tolist(), means.tolist(), spreads.tolist(),
-                    strict=True)]
+        # C-level loops over the rows: this is the one part of a batch that builds Python
+        # objects per event.
+        predictions = list(map(dict, map(zip, repeat(names), means.tolist())))
+        spread_dicts = list(map(dict, map(zip, repeat(names), spreads.tolist())))
+        out = list(map(Scored, scores.tolist(), predictions, spread_dicts))
+        for i in np.flatnonzero(~valid).tolist():
+            out[i] = Scored(out[i].score, {}, {})
+        return out
 
     def forecast(self, key: str) -> dict[str, float]:
         """Live forecast (mean) per feature for ``key``: the next reading's."""
@@ -549,6 +554,10 @@ class SensorTask(_Task):
             "loss": float(sum(losses)),
             "grad_norm": float(sum(norms)),
         }
+
+
+_KEYS_OF = operator.attrgetter("keys")
+_FEATURES_OF = operator.attrgetter("features")
 
 
 def _standardized(V: np.ndarray, means: np.ndarray, stds: np.ndarray,
