@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import operator
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -98,6 +99,30 @@ class Scored:
     score: float
     prediction: dict[str, float]
     spread: dict[str, float] = field(default_factory=dict)
+
+
+_new_object = object.__new__
+_set_score = Scored.score.__set__  # type: ignore[attr-defined]
+_set_prediction = Scored.prediction.__set__  # type: ignore[attr-defined]
+_set_spread = Scored.spread.__set__  # type: ignore[attr-defined]
+
+
+def _scored_many(scores: list[float], predictions: list[dict[str, float]],
+                spreads: list[dict[str, float]]) -> list[Scored]:
+    """``[Scored(*fields) for fields in zip(scores, predictions, spreads)]``, at about
+    half the cost: a batch's outputs are built field by field in C-level loops, writing
+    the slots directly rather than through the frozen class's ``__init__`` (three
+    ``object.__setattr__`` calls per output, a sizeable part of the sensor task's cost
+    per event). The outputs are ordinary, immutable :class:`Scored`."""
+    n = len(scores)
+    if len(predictions) != n or len(spreads) != n:
+        raise ValueError(f"{n} scores, {len(predictions)} predictions and {len(spreads)} "
+                         "spreads: one of each per output")
+    out: list[Scored] = list(map(_new_object, repeat(Scored, n)))
+    deque(map(_set_score, out, scores), maxlen=0)
+    deque(map(_set_prediction, out, predictions), maxlen=0)
+    deque(map(_set_spread, out, spreads), maxlen=0)
+    return out
 
 
 class TaskModel(Protocol):
@@ -356,6 +381,9 @@ class SensorTask(_Task):
         """``det``'s forecasts (means, stds) of ``V[rows]``, each made before learning
         it; NaN rows where it had nothing to forecast from."""
         n, D = V.shape
+        if rows.size == n and det._net is not None:  # every row (rows ascend, no repeats)
+            _, means, stds = det.score_learn_many(V, keys, return_forecast=True)
+            return means, stds
         means = np.full((n, D), np.nan)
         stds = np.full((n, D), np.nan)
         if det._net is None and rows.size:
@@ -367,9 +395,6 @@ class SensorTask(_Task):
                           key=keys[first])
             rows = rows[1:]
         if rows.size == 0:
-            return means, stds
-        if rows.size == n:  # every row (rows ascend without repeats)
-            _, means, stds = det.score_learn_many(V, keys, return_forecast=True)
             return means, stds
         _, m, s = det.score_learn_many(V[rows], list(map(keys.__getitem__, rows.tolist())),
                                        return_forecast=True)
@@ -427,10 +452,9 @@ class SensorTask(_Task):
         # objects per event.
         predictions = list(map(dict, map(zip, repeat(names), means.tolist())))
         spread_dicts = list(map(dict, map(zip, repeat(names), spreads.tolist())))
-        out = list(map(Scored, scores.tolist(), predictions, spread_dicts))
         for i in np.flatnonzero(~valid).tolist():
-            out[i] = Scored(out[i].score, {}, {})
-        return out
+            predictions[i], spread_dicts[i] = {}, {}
+        return _scored_many(scores.tolist(), predictions, spread_dicts)
 
     def forecast(self, key: str) -> dict[str, float]:
         """Live forecast (mean) per feature for ``key``: the next reading's."""

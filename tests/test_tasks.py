@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import FrozenInstanceError
 
 import numpy as np
 import numpy.testing as npt
@@ -26,7 +27,14 @@ from stream_rnn.io.memory import MemorySink, MemorySource
 from stream_rnn.metrics import Metrics
 from stream_rnn.models import FraudDetector, RNNAnomalyDetector, RNNForecaster
 from stream_rnn.state.checkpoint import read_checkpoint, write_checkpoint
-from stream_rnn.tasks import TASKS, Scored, UnknownFeature, check_params, make_task
+from stream_rnn.tasks import (
+    TASKS,
+    Scored,
+    UnknownFeature,
+    _scored_many,
+    check_params,
+    make_task,
+)
 
 NET = {"hidden_size": 4, "window": 4, "update_every": 2, "seed": 1}
 PARAMS = {
@@ -498,3 +506,16 @@ def test_a_configuration_with_a_bad_cell_does_not_load(tmp_path):
     path.write_text('[model]\ncell = "transformer"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="cell must be one of"):
         load(path)
+
+
+def test_outputs_built_a_batch_at_a_time_are_ordinary_frozen_outputs():
+    scores, predictions, spreads = [0.5, 0.0], [{"a": 1.0}, {}], [{"a": 0.1}, {}]
+    built = _scored_many(scores, predictions, spreads)
+    assert built == [Scored(0.5, {"a": 1.0}, {"a": 0.1}), Scored(0.0, {}, {})]
+    assert all(type(out) is Scored for out in built)
+    assert built[1].prediction is predictions[1] and built[1].spread is spreads[1]
+    with pytest.raises(FrozenInstanceError):
+        built[0].score = 1.0
+    assert _scored_many([], [], []) == []
+    with pytest.raises(ValueError, match="2 scores, 1 predictions and 2 spreads"):
+        _scored_many(scores, predictions[:1], spreads)
