@@ -34,7 +34,7 @@ import operator
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import chain, repeat
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -340,17 +340,19 @@ class SensorTask(_Task):
         features = list(map(_FEATURES_OF, events))
         if D > 1 and set(map(len, features)) == {D}:
             # Usually every event carries exactly the known features: its values in slot
-            # order in one C-level read each.
+            # order in one C-level read each, straight into the matrix.
             try:
-                rows: list[Any] = list(map(operator.itemgetter(*slots), features))
+                flat = np.fromiter(chain.from_iterable(map(operator.itemgetter(*slots),
+                                                           features)),
+                                   dtype=np.float64, count=len(events) * D)
             except KeyError:
                 pass
             else:
-                return np.array(rows, dtype=np.float64).reshape(len(events), D)
-        rows = []
-        for values in features:
+                return flat.reshape(len(events), D)
+        rows: list[list[float]] = []
+        for named in features:
             row = [0.0] * D
-            for name, value in values.items():
+            for name, value in named.items():
                 idx = slots.get(name)
                 if idx is None:
                     raise UnknownFeature(name)
