@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import math
 import operator
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import chain, repeat
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -97,6 +99,30 @@ class Scored:
     score: float
     prediction: dict[str, float]
     spread: dict[str, float] = field(default_factory=dict)
+
+
+_new_object = object.__new__
+_set_score = Scored.score.__set__  # type: ignore[attr-defined]
+_set_prediction = Scored.prediction.__set__  # type: ignore[attr-defined]
+_set_spread = Scored.spread.__set__  # type: ignore[attr-defined]
+
+
+def _scored_many(scores: list[float], predictions: list[dict[str, float]],
+                spreads: list[dict[str, float]]) -> list[Scored]:
+    """``[Scored(*fields) for fields in zip(scores, predictions, spreads)]``, at about
+    half the cost: a batch's outputs are built field by field in C-level loops, writing
+    the slots directly rather than through the frozen class's ``__init__`` (three
+    ``object.__setattr__`` calls per output, a sizeable part of the sensor task's cost
+    per event). The outputs are ordinary, immutable :class:`Scored`."""
+    n = len(scores)
+    if len(predictions) != n or len(spreads) != n:
+        raise ValueError(f"{n} scores, {len(predictions)} predictions and {len(spreads)} "
+                         "spreads: one of each per output")
+    out: list[Scored] = list(map(_new_object, repeat(Scored, n)))
+    deque(map(_set_score, out, scores), maxlen=0)
+    deque(map(_set_prediction, out, predictions), maxlen=0)
+    deque(map(_set_spread, out, spreads), maxlen=0)
+    return out
 
 
 class TaskModel(Protocol):
@@ -310,24 +336,29 @@ class SensorTask(_Task):
     def _matrix(self, events: list[Event]) -> np.ndarray:
         slots = self._features
         assert slots is not None
-        known = slots.keys()
-        # Usually every event carries every feature: one C-level lookup per event reads
-        # its values in slot order (a dict's key view compares with another as a set).
-        take = operator.itemgetter(*slots) if len(slots) > 1 else None
-        rows: list[Any] = []
-        for event in events:
-            features = event.features
-            if take is not None and features.keys() == known:
-                rows.append(take(features))
-                continue
-            row = [0.0] * len(slots)
-            for name, value in features.items():
+        D = len(slots)
+        features = list(map(_FEATURES_OF, events))
+        if D > 1 and set(map(len, features)) == {D}:
+            # Usually every event carries exactly the known features: its values in slot
+            # order in one C-level read each, straight into the matrix.
+            try:
+                flat = np.fromiter(chain.from_iterable(map(operator.itemgetter(*slots),
+                                                           features)),
+                                   dtype=np.float64, count=len(events) * D)
+            except KeyError:
+                pass
+            else:
+                return flat.reshape(len(events), D)
+        rows: list[list[float]] = []
+        for named in features:
+            row = [0.0] * D
+            for name, value in named.items():
                 idx = slots.get(name)
                 if idx is None:
                     raise UnknownFeature(name)
                 row[idx] = value
             rows.append(row)
-        return np.array(rows, dtype=np.float64).reshape(len(events), len(slots))
+        return np.array(rows, dtype=np.float64).reshape(len(events), D)
 
     def check(self, event: Event) -> str | None:
         """The reason ``event`` cannot be processed, or None.
@@ -352,6 +383,9 @@ class SensorTask(_Task):
         """``det``'s forecasts (means, stds) of ``V[rows]``, each made before learning
         it; NaN rows where it had nothing to forecast from."""
         n, D = V.shape
+        if rows.size == n and det._net is not None:  # every row (rows ascend, no repeats)
+            _, means, stds = det.score_learn_many(V, keys, return_forecast=True)
+            return means, stds
         means = np.full((n, D), np.nan)
         stds = np.full((n, D), np.nan)
         if det._net is None and rows.size:
@@ -364,7 +398,7 @@ class SensorTask(_Task):
             rows = rows[1:]
         if rows.size == 0:
             return means, stds
-        _, m, s = det.score_learn_many(V[rows], [keys[i] for i in rows],
+        _, m, s = det.score_learn_many(V[rows], list(map(keys.__getitem__, rows.tolist())),
                                        return_forecast=True)
         means[rows] = m
         stds[rows] = s
@@ -379,11 +413,8 @@ class SensorTask(_Task):
         assert store is not None and self._features is not None
         X = self._matrix(events)
         n, D = X.shape
-        keys = ["|".join(e.keys) for e in events]
-        slots = np.empty(n, dtype=np.int64)
-        resets = np.zeros(n, dtype=np.bool_)
-        for i, key in enumerate(keys):
-            slots[i], resets[i] = store.slot_for(key)
+        keys = list(map("|".join, map(_KEYS_OF, events)))
+        slots, resets = store.slots_for(keys)
         arrays = store.arrays
         diffs = np.empty((n, D))
         has_prev = np.empty(n, dtype=np.bool_)
@@ -419,13 +450,13 @@ class SensorTask(_Task):
         spreads = stds * factor[:, :D]
         names = list(self._features)
         self._note_touched(keys)
-        # One conversion per matrix rather than per row: this loop runs once per event.
-        return [Scored(score, dict(zip(names, mean_row, strict=True)),
-                       dict(zip(names, spread_row, strict=True)))
-                if ok else Scored(score, {}, {})
-                for score, ok, mean_row, spread_row in zip(
-                    scores.tolist(), valid.tolist(), means.tolist(), spreads.tolist(),
-                    strict=True)]
+        # C-level loops over the rows: this is the one part of a batch that builds Python
+        # objects per event.
+        predictions = list(map(dict, map(zip, repeat(names), means.tolist())))
+        spread_dicts = list(map(dict, map(zip, repeat(names), spreads.tolist())))
+        for i in np.flatnonzero(~valid).tolist():
+            predictions[i], spread_dicts[i] = {}, {}
+        return _scored_many(scores.tolist(), predictions, spread_dicts)
 
     def forecast(self, key: str) -> dict[str, float]:
         """Live forecast (mean) per feature for ``key``: the next reading's."""
@@ -549,6 +580,10 @@ class SensorTask(_Task):
             "loss": float(sum(losses)),
             "grad_norm": float(sum(norms)),
         }
+
+
+_KEYS_OF = operator.attrgetter("keys")
+_FEATURES_OF = operator.attrgetter("features")
 
 
 def _standardized(V: np.ndarray, means: np.ndarray, stds: np.ndarray,

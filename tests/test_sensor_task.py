@@ -351,3 +351,28 @@ def test_live_forecast_is_the_next_prediction_and_empty_once_evicted():
     live = task.forecast("speed")
     assert set(live) == {"value"}
     assert task.process([by_key["speed"][50]])[0].prediction == pytest.approx(live, rel=1e-12)
+
+
+def test_a_batch_equals_its_events_one_at_a_time_with_missing_features():
+    # Two key fields, keys recurring at random, and some events lacking a feature (they
+    # read 0): whole batches of complete events and batches with gaps take different
+    # paths to the input matrix and the outputs, with the same results as single events.
+    rng = np.random.default_rng(11)
+    events = []
+    for i in range(600):
+        site, unit = f"s{rng.integers(0, 3)}", f"u{rng.integers(0, 4)}"
+        features = {"a": round(float(rng.normal(5.0, 1.0)), 3),
+                    "b": round(float(rng.normal(-2.0, 0.5)), 3)}
+        if i > 0 and rng.random() < 0.02:
+            del features["b"]
+        events.append(Event(START + i, (site, unit), features, None, None, f"in:0:{i}"))
+    task = make_task("sensor", NET, 1000, key_fields=("site", "unit"))
+    single = make_task("sensor", NET, 1000, key_fields=("site", "unit"))
+    batched, i = [], 0
+    while i < len(events):
+        size = int(rng.integers(1, 120))
+        batched.extend(task.process(events[i:i + size]))
+        i += size
+    one_by_one = [out for event in events for out in single.process([event])]
+    assert batched == one_by_one
+    assert sum(1 for out in batched if out.prediction) > 500

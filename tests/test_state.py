@@ -155,3 +155,21 @@ def test_checkpoints_never_hold_objects(tmp_path):
         write_checkpoint(tmp_path, "p-4", {}, {"x": np.array([{"a": 1}], dtype=object)})
     with pytest.raises(ValueError, match="name"):
         write_checkpoint(tmp_path, "../escape", {}, {})
+
+
+def test_slots_for_a_batch_equals_slot_for_each_key_in_turn():
+    # Repeats, new keys, evictions (8 slots for 20 keys) and freed slots, in random batches.
+    rng = np.random.default_rng(5)
+    batch = KeyedState({"h": np.zeros((1, 1))}, max_keys=8, initial_capacity=2)
+    in_turn = KeyedState({"h": np.zeros((1, 1))}, max_keys=8, initial_capacity=2)
+    for step in range(300):
+        pool = 6 if step % 3 else 20  # mostly batches of known keys: the fast path
+        keys = [f"k{k}" for k in rng.integers(0, pool, size=int(rng.integers(0, 12)))]
+        slots, fresh = batch.slots_for(keys)
+        expected = [in_turn.slot_for(key) for key in keys]
+        assert slots.dtype == np.int64 and fresh.dtype == np.bool_
+        assert list(zip(slots.tolist(), fresh.tolist(), strict=True)) == expected
+        assert list(batch) == list(in_turn)  # the same recency order: the same evictions
+        assert (batch.evictions, batch.capacity) == (in_turn.evictions, in_turn.capacity)
+        if step % 17 == 0 and keys:
+            assert batch.remove(keys[0]) == in_turn.remove(keys[0])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import FrozenInstanceError
 
 import numpy as np
 import numpy.testing as npt
@@ -26,7 +27,14 @@ from stream_rnn.io.memory import MemorySink, MemorySource
 from stream_rnn.metrics import Metrics
 from stream_rnn.models import FraudDetector, RNNAnomalyDetector, RNNForecaster
 from stream_rnn.state.checkpoint import read_checkpoint, write_checkpoint
-from stream_rnn.tasks import TASKS, Scored, UnknownFeature, check_params, make_task
+from stream_rnn.tasks import (
+    TASKS,
+    Scored,
+    UnknownFeature,
+    _scored_many,
+    check_params,
+    make_task,
+)
 
 NET = {"hidden_size": 4, "window": 4, "update_every": 2, "seed": 1}
 PARAMS = {
@@ -264,6 +272,40 @@ def test_batch_forecasts_equal_forecast_one_before_each_reading():
     npt.assert_array_equal(scores, model().score_learn_many(X[1:], keys[1:]))
 
 
+def test_batch_scaling_that_records_its_scale_prepares_the_same_as_without():
+    from stream_rnn.cells.scaling import location_scale, prepare_autoregressive
+    from stream_rnn.models.anomaly import _prepare_recording_scale
+
+    rng = np.random.default_rng(8)
+    n, D, K = 400, 3, 16
+    slots = rng.integers(0, K, n).astype(np.int64)
+    resets = rng.random(n) < 0.05
+    X = rng.normal(3.0, 2.0, (n, D))
+    X[rng.random(n) < 0.1] = 7.0  # flat stretches: the variance floor
+    start = [rng.normal(size=(K, D)), rng.random((K, D)), rng.integers(0, 4, K),
+             rng.normal(size=(K, D))]
+    results = []
+    for record in (False, True):
+        state = [a.copy() for a in start]
+        U, Y = np.empty((n, D), np.float32), np.empty((n, D), np.float32)
+        valid = np.empty(n, np.bool_)
+        loc, scale = np.empty((n, D)), np.empty((n, D))
+        if record:
+            _prepare_recording_scale(slots, resets, X, *state, 5.0, 50, U, Y, valid, loc, scale)
+        else:
+            mean, var, count, _ = state
+            for i in range(n):  # the scale of each row, read before the row is prepared
+                for k in range(D):
+                    loc[i, k], scale[i, k] = (0.0, 1.0) if resets[i] else location_scale(
+                        mean, var, count, slots[i], k)
+                prepare_autoregressive(slots[i:i + 1], resets[i:i + 1], X[i:i + 1], *state,
+                                       5.0, 50, U[i:i + 1], Y[i:i + 1], valid[i:i + 1])
+        results.append([*state, U, Y, valid, loc, scale])
+    for plain, recorded in zip(*results, strict=True):
+        npt.assert_array_equal(recorded, plain)
+    assert results[1][6].any() and not results[1][6].all()
+
+
 def test_sensor_prediction_is_the_forecast_made_before_the_reading():
     # The network forecasts each key's step from its previous reading: the prediction is
     # that reading plus the forecast step, the spread the forecast's standard deviation
@@ -498,3 +540,16 @@ def test_a_configuration_with_a_bad_cell_does_not_load(tmp_path):
     path.write_text('[model]\ncell = "transformer"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="cell must be one of"):
         load(path)
+
+
+def test_outputs_built_a_batch_at_a_time_are_ordinary_frozen_outputs():
+    scores, predictions, spreads = [0.5, 0.0], [{"a": 1.0}, {}], [{"a": 0.1}, {}]
+    built = _scored_many(scores, predictions, spreads)
+    assert built == [Scored(0.5, {"a": 1.0}, {"a": 0.1}), Scored(0.0, {}, {})]
+    assert all(type(out) is Scored for out in built)
+    assert built[1].prediction is predictions[1] and built[1].spread is spreads[1]
+    with pytest.raises(FrozenInstanceError):
+        built[0].score = 1.0
+    assert _scored_many([], [], []) == []
+    with pytest.raises(ValueError, match="2 scores, 1 predictions and 2 spreads"):
+        _scored_many(scores, predictions[:1], spreads)

@@ -250,11 +250,9 @@ class RNNBase:
         (the kernels clear those rows at that event, since a slot can change hands within
         one batch)."""
         assert self._store is not None
-        slots = np.empty(len(keys), dtype=np.int64)
-        resets = np.zeros(len(keys), dtype=bool)
-        for i, key in enumerate(keys):
-            slots[i], resets[i] = self._store.slot_for(self._key(key))
-        return slots, resets
+        if None in keys:
+            keys = [GLOBAL_KEY if key is None else key for key in keys]
+        return self._store.slots_for(keys)
 
     @property
     def feature_names(self) -> list[Hashable]:

@@ -8,8 +8,8 @@ plain NumPy arrays, so checkpoints and pickles hold nothing else.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Hashable, Iterator, Mapping
+from collections import OrderedDict, deque
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -99,6 +99,28 @@ class KeyedState:
             self.evictions += 1
         self._slots[key] = slot
         return slot, True
+
+    def slots_for(self, keys: Sequence[Hashable]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`slot_for` of each key in turn: ``(slots, is_new)`` as arrays.
+
+        The usual batch holds only keys the store already has; its slots are read in one
+        pass, and the recency order ends as the calls in turn leave it: the batch's keys
+        last, ordered by their last occurrence in it.
+        """
+        n = len(keys)
+        slots = self._slots
+        found = list(map(slots.get, keys))
+        if None not in found:
+            # Unique keys by last occurrence, from last to first; moved first to last.
+            latest_first = list(dict.fromkeys(reversed(keys)))
+            deque(map(slots.move_to_end, reversed(latest_first)), maxlen=0)
+            return np.array(found, dtype=np.int64).reshape(n), np.zeros(n, dtype=np.bool_)
+        out = np.empty(n, dtype=np.int64)
+        fresh = np.zeros(n, dtype=np.bool_)
+        slot_for = self.slot_for
+        for i, key in enumerate(keys):
+            out[i], fresh[i] = slot_for(key)
+        return out, fresh
 
     def clear(self, slot: int) -> None:
         """Zero every array's row ``slot``."""
