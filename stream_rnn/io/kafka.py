@@ -115,9 +115,9 @@ _ASSIGNOR_CLASSES = {
 
 _BACKOFF_START_S = 0.5
 _LISTENER_TICK_S = 0.5  # the listener re-checks its deadline this often while waiting
-# The sink reads its writes' outcomes at least this often (in writes), and at most every
-# other time as many writes as were still unanswered, so following them costs a bounded
-# amount per write and keeps a bounded number of answered ones.
+# The sink reads its writes' outcomes once it keeps this many (or twice as many as were
+# unanswered at the previous reading): reading costs a bounded amount per write, and
+# answered writes are let go of soon.
 _COLLECT_EVERY = 2048
 # Keys whose partition hash the sink's partitioner remembers: the entity keys of the
 # outputs repeat, and kafka-python's murmur2 is pure Python (about a sixth of a write).
@@ -725,7 +725,7 @@ class KafkaSink(TrackedSink):
                headers: Sequence[tuple[str, bytes]], context: Any) -> None:
         try:
             future = producer.send(topic, value=value, key=key, headers=list(headers))
-        except kafka_errors.KafkaError as exc:
+        except self._write_errors as exc:
             self._fail(topic, key, context, exc)
             return
         writes = self._writes
