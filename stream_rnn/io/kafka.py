@@ -102,6 +102,7 @@ __all__ = [
     "KafkaRebalance",
     "KafkaSink",
     "KafkaSource",
+    "KeyHashPartitioner",
     "client_options",
 ]
 
