@@ -23,6 +23,7 @@ from stream_rnn.io.kafka import (
     KafkaRebalance,
     KafkaSink,
     KafkaSource,
+    KeyHashPartitioner,
 )
 
 CODECS = ("gzip", "snappy", "lz4", "zstd")
@@ -425,6 +426,67 @@ def test_sink_flush_raises_when_the_broker_is_gone_and_recovers(private_broker):
         sink.close()
 
 
+def test_thousands_of_writes_between_flushes_report_exactly_the_failed_ones(private_broker):
+    # More writes than the sink reads its futures every (2048), so outcomes are read while
+    # writes are in flight, answered ones are let go, and the failures keep their context.
+    broker = private_broker.start()
+    topic = broker.create_topic(partitions=2)
+    sink = KafkaSink(bootstrap_servers=broker.bootstrap, delivery_timeout_s=2.0,
+                     max_block_s=1.0, connect_timeout_s=1.0, reconnect_backoff_max_s=1.0)
+    try:
+        for i in range(3000):
+            sink.send(topic, f"k{i % 50}".encode(), b"ok", context=("ok", i))
+        deadline = time.monotonic() + 30
+        while sink.pending():  # answered without a flush
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert sink.failures() == [] and sink.ready()
+
+        broker.kill()
+        for i in range(2500):
+            sink.send(topic, f"k{i % 50}".encode(), b"lost", context=("dlq", i))
+        with pytest.raises(DeliveryError) as info:
+            sink.flush(10)
+        failed = sorted(f.context for f in info.value.failures)
+        assert info.value.unacknowledged == 0
+        assert failed == [("dlq", i) for i in range(2500)]
+        assert sink.pending() == 0 and sink.failures() == []
+    finally:
+        sink.close()
+
+
+def test_keys_go_to_the_java_clients_partition_when_the_hash_memory_starts_over(kafka_broker,
+                                                                                new_topic):
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.partitioner.default import murmur2
+
+    partitions = 5
+    topic = new_topic(partitions)
+    keys = [f"card-{i}".encode() for i in range(40)]
+    expected = {key: (murmur2(key) & 0x7FFFFFFF) % partitions for key in keys}
+    partitioner = KeyHashPartitioner(max_keys=7)  # forgets its hashes every 7 keys
+    sink = KafkaSink(bootstrap_servers=kafka_broker, producer_options={"partitioner": partitioner})
+    try:
+        for _ in range(2):
+            for key in keys:
+                sink.send(topic, key, b"{}")
+        sink.send(topic, None, b"no key")  # a random partition, as kafka-python's default
+        sink.flush(30)
+    finally:
+        sink.close()
+    assert 0 < len(partitioner._hashes) <= 7
+    consumer = KafkaConsumer(bootstrap_servers=kafka_broker, auto_offset_reset="earliest",
+                             enable_auto_commit=False, consumer_timeout_ms=3000)
+    consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+    written: dict[bytes | None, set[int]] = defaultdict(set)
+    for message in consumer:
+        written[message.key].add(message.partition)
+    consumer.close()
+    assert {key: parts for key, parts in written.items() if key is not None} == {
+        key: {partition} for key, partition in expected.items()}
+    assert len(written[None]) == 1
+
+
 def test_a_stuck_producer_is_replaced(private_broker):
     broker = private_broker.start()
     topic = broker.create_topic(partitions=1)
@@ -470,5 +532,7 @@ def test_options_are_checked_before_any_connection():
         KafkaSink(bootstrap_servers="127.0.0.1:9", compression_type="brotli")
     with pytest.raises(ValueError, match="sasl_mechanism"):
         KafkaSink(bootstrap_servers="127.0.0.1:9", security={"sasl_mechanism": "MD5"})
+    with pytest.raises(ValueError, match="max_keys"):
+        KeyHashPartitioner(max_keys=0)
     assert topic_name("a b/c").startswith("a-b-c-")
     assert free_port() > 0

@@ -160,9 +160,13 @@ class TrackedSink(Sink):
     ignored (they were counted as unacknowledged when it was replaced).
 
     A subclass builds its client's settings in :meth:`_configure` and provides
-    :meth:`_reconnect`, :meth:`_produce_raw`, :meth:`_flush_producer`,
-    :meth:`_must_replace`, :meth:`_discard_producer` and :meth:`_release_producer`; its
-    client reports each write with :meth:`_acked` or :meth:`_failed`.
+    :meth:`_reconnect`, :meth:`_flush_producer`, :meth:`_must_replace`,
+    :meth:`_discard_producer` and :meth:`_release_producer`. How a write is followed
+    depends on the client: one that calls back with every outcome (librdkafka) provides
+    :meth:`_produce_raw` and reports each write with :meth:`_acked` or :meth:`_failed`; one
+    that returns a handle per write (kafka-python's future) overrides :meth:`_write` to keep
+    the handle and :meth:`_collect` to read the outcomes when they are asked for, which
+    costs far less per write than a callback run on the client's thread.
 
     Parameters
     ----------
@@ -260,12 +264,12 @@ class TrackedSink(Sink):
     def _unreachable(self) -> BaseException:
         return ConnectionError("not connected")
 
-    @abstractmethod
     def _produce_raw(self, producer: Any, generation: int, topic: str, key: bytes | None,
                      value: bytes, headers: Sequence[tuple[str, bytes]], context: Any) -> None:
         """Hand one write to ``producer``, reporting its outcome to :meth:`_acked` or
         :meth:`_failed` with ``generation``; raise one of :attr:`_write_errors` when it
-        cannot be queued."""
+        cannot be queued. (Not needed by a subclass that overrides :meth:`_write`.)"""
+        raise NotImplementedError(f"{type(self).__name__} writes with _write")
 
     @abstractmethod
     def _flush_producer(self, producer: Any, timeout_s: float) -> None:
@@ -306,6 +310,12 @@ class TrackedSink(Sink):
             if producer is None:
                 self._fail(topic, key, context, self._unreachable())
                 return
+        self._write(producer, topic, key, value, headers, context)
+
+    def _write(self, producer: Any, topic: str, key: bytes | None, value: bytes,
+               headers: Sequence[tuple[str, bytes]], context: Any) -> None:
+        """Hand one write to ``producer`` and count it as pending until the client reports
+        its outcome (:meth:`_produce_raw`)."""
         with self._lock:
             if self._pending == 0:
                 self._pending_since = time.monotonic()
@@ -345,13 +355,19 @@ class TrackedSink(Sink):
             self._failures.append(FailedSend(topic, key, context, error))
             self._last_failure = time.monotonic()
 
+    def _collect(self) -> None:
+        """Bring the counts and failures up to date with the outcomes the client holds
+        (nothing to do for a client that reports each one as it comes)."""
+
     def pending(self) -> int:
         """Writes sent and not yet acknowledged nor failed."""
+        self._collect()
         with self._lock:
             return self._pending
 
     def failures(self) -> list[FailedSend]:
         """Writes that failed since the last :meth:`flush` (this call does not clear them)."""
+        self._collect()
         with self._lock:
             return list(self._failures)
 
@@ -373,6 +389,7 @@ class TrackedSink(Sink):
         """
         if self._producer is not None:
             self._flush_producer(self._producer, timeout_s)
+        self._collect()
         with self._lock:
             failures, self._failures = self._failures, []
             unacknowledged = self._pending

@@ -65,6 +65,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -75,6 +76,8 @@ from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssi
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from kafka.net import KafkaNetClient, WakeupNotifier
+from kafka.partitioner import DefaultPartitioner, Partitioner, murmur2
+from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import MemberState
 
 from stream_rnn.io._client import (
@@ -99,6 +102,7 @@ __all__ = [
     "KafkaRebalance",
     "KafkaSink",
     "KafkaSource",
+    "KeyHashPartitioner",
     "client_options",
 ]
 
@@ -112,6 +116,13 @@ _ASSIGNOR_CLASSES = {
 
 _BACKOFF_START_S = 0.5
 _LISTENER_TICK_S = 0.5  # the listener re-checks its deadline this often while waiting
+# The sink reads its writes' outcomes once it keeps this many (or twice as many as were
+# unanswered at the previous reading): reading costs a bounded amount per write, and
+# answered writes are let go of soon.
+_COLLECT_EVERY = 2048
+# Keys whose partition hash the sink's partitioner remembers: the entity keys of the
+# outputs repeat, and kafka-python's murmur2 is pure Python (about a sixth of a write).
+_PARTITIONER_KEYS = 1 << 16
 
 
 class TlsHandshakeError(kafka_errors.KafkaConnectionError):
@@ -568,6 +579,43 @@ def _close_producer(producer: KafkaProducer, timeout_s: float) -> None:
         log.warning("closing the Kafka producer failed", exc_info=True)
 
 
+class KeyHashPartitioner(Partitioner):  # type: ignore[misc]
+    """kafka-python's default partitioner, remembering the hash of each key it has seen.
+
+    A key goes to the partition the Java client and kafka-python pick: the positive murmur2
+    hash of its bytes modulo the partition count, indexing the sorted partition ids (the
+    hash is computed once per key rather than once per record, up to ``max_keys`` keys,
+    after which the memory starts over). A record without a key goes to a random partition
+    whose leader is known, as with :class:`kafka.partitioner.DefaultPartitioner`.
+    """
+
+    def __init__(self, max_keys: int = _PARTITIONER_KEYS) -> None:
+        if max_keys < 1:
+            raise ValueError(f"max_keys must be at least 1, got {max_keys}")
+        self.max_keys = max_keys
+        self._hashes: dict[bytes, int] = {}
+        self._keyless = DefaultPartitioner()
+
+    def partition(self, topic: str, key: Any, serialized_key: Any, value: Any,
+                  serialized_value: Any, cluster: Any) -> int:
+        if serialized_key is None:
+            return int(self._keyless.partition(topic, key, serialized_key, value,
+                                               serialized_value, cluster))
+        partitions = cluster.partitions_for_topic(topic)
+        if not partitions:
+            raise ValueError(f"Topic {topic} not found in ClusterMetadata")
+        if type(serialized_key) is not bytes:  # bytearray, memoryview: not hashable
+            return sorted(partitions)[(murmur2(serialized_key) & 0x7FFFFFFF) % len(partitions)]
+        hashes = self._hashes
+        positive = hashes.get(serialized_key)
+        if positive is None:
+            positive = murmur2(serialized_key) & 0x7FFFFFFF
+            if len(hashes) >= self.max_keys:
+                hashes.clear()
+            hashes[serialized_key] = positive
+        return sorted(partitions)[positive % len(partitions)]
+
+
 class KafkaSink(TrackedSink):
     """Producer of outputs and dead letters; every write the broker does not acknowledge is
     reported.
@@ -578,6 +626,12 @@ class KafkaSink(TrackedSink):
     raises :class:`DeliveryError` (a :class:`~stream_rnn.io.base.SinkError`) listing them, so
     the runner never commits past an output that was not acknowledged. :meth:`failures` shows
     them without raising.
+
+    Each write's future is kept (with its context) and read at :meth:`flush`,
+    :meth:`pending`, :meth:`failures` and :meth:`ready`, and every few thousand writes to
+    let go of the answered ones: no callback per write runs on kafka-python's IO thread.
+    Keys are partitioned by :class:`KeyHashPartitioner` (the partitions kafka-python's
+    default picks) unless ``producer_options`` names another ``partitioner``.
 
     Parameters
     ----------
@@ -611,6 +665,7 @@ class KafkaSink(TrackedSink):
             "linger_ms": linger_ms,
             # kafka-python requires delivery_timeout_ms >= linger_ms + request_timeout_ms.
             "request_timeout_ms": max(1, min(30_000, delivery_ms - linger_ms)),
+            "partitioner": KeyHashPartitioner(),
             **client_options(self.security or {}),
             **options,
             "acks": "all",
@@ -621,6 +676,11 @@ class KafkaSink(TrackedSink):
         self._producer: KafkaProducer | None = None
         self._client: KafkaNetClient | None = None
         self._backoff = _Backoff(self.reconnect_backoff_max_s)
+        # (future, topic, key, context, monotonic time sent) of every write not yet read,
+        # in the order sent: appended by send(), taken from the left by _collect().
+        self._writes: deque[tuple[FutureRecordMetadata, str, bytes | None, Any, float]] = \
+            deque()
+        self._collect_at = _COLLECT_EVERY
 
     def connect(self, timeout_s: float | None = None) -> bool:
         """Try to connect now, ignoring the backoff; returns whether the producer exists.
@@ -645,6 +705,7 @@ class KafkaSink(TrackedSink):
         (or none failed yet), or it holds a live broker connection."""
         if self._producer is None:
             return False
+        self._collect()
         with self._lock:
             healthy = self._last_ack > self._last_failure
         return healthy or _any_broker_connected(self._client)
@@ -661,12 +722,49 @@ class KafkaSink(TrackedSink):
     def _unreachable(self) -> BaseException:
         return kafka_errors.KafkaConnectionError("not connected")
 
-    def _produce_raw(self, producer: KafkaProducer, generation: int, topic: str,
-                     key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]],
-                     context: Any) -> None:
-        future = producer.send(topic, value=value, key=key, headers=list(headers))
-        future.add_callback(self._acked, generation)
-        future.add_errback(self._failed, generation, topic, key, context)
+    def _write(self, producer: KafkaProducer, topic: str, key: bytes | None, value: bytes,
+               headers: Sequence[tuple[str, bytes]], context: Any) -> None:
+        try:
+            future = producer.send(topic, value=value, key=key, headers=list(headers))
+        except self._write_errors as exc:
+            self._fail(topic, key, context, exc)
+            return
+        writes = self._writes
+        writes.append((future, topic, key, context, time.monotonic()))
+        if len(writes) >= self._collect_at:
+            self._collect()
+
+    def _collect(self) -> None:
+        failed: list[tuple[str, bytes | None, Any, BaseException]] = []
+        latest_acked = False
+        with self._lock:
+            writes = self._writes
+            unanswered = []
+            # Taken from the left, so writes that send() appends meanwhile are kept.
+            for _ in range(len(writes)):
+                entry = writes.popleft()
+                future = entry[0]
+                if not future.is_done:
+                    unanswered.append(entry)
+                    continue
+                error = future.exception
+                latest_acked = error is None
+                if error is not None:
+                    failed.append((entry[1], entry[2], entry[3], error))
+            writes.extendleft(reversed(unanswered))
+            self._pending = len(writes)
+            self._pending_since = writes[0][4] if writes else None
+            self._collect_at = max(_COLLECT_EVERY, 2 * len(unanswered))
+        for topic, key, context, error in failed:
+            self._fail(topic, key, context, error)
+        if latest_acked:  # the latest write answered (in the order sent) was acknowledged
+            with self._lock:
+                self._last_ack = time.monotonic()
+
+    def _replace_producer(self) -> None:
+        with self._lock:
+            self._writes.clear()  # counted as unacknowledged by the flush that replaces it
+        super()._replace_producer()
 
     def _flush_producer(self, producer: KafkaProducer, timeout_s: float) -> None:
         try:
