@@ -19,7 +19,9 @@ import numpy as np
 from stream_rnn.cells._flags import jit
 
 __all__ = [
+    "autoregressive_step",
     "prepare_autoregressive",
+    "reset_scaler_slot",
     "scale_row",
     "scale_targets",
     "location_scale",
@@ -71,6 +73,27 @@ def _fold_in(mean, var, count, slot, x, memory):
 
 
 @jit
+def reset_scaler_slot(s, mean, var, count, last):
+    """Empty statistics and no last reading for slot ``s`` (a new key took it)."""
+    mean[s] = 0.0
+    var[s] = 0.0
+    count[s] = 0
+    last[s] = 0.0
+
+
+@jit
+def autoregressive_step(i, s, X, mean, var, count, last, clip, memory, U, Y, valid):
+    """Row ``i`` of :func:`prepare_autoregressive`, for slot ``s`` (already reset if
+    needed)."""
+    valid[i] = count[s] > 0
+    scale_row(mean, var, count, s, last[s], clip, U[i])
+    scale_row(mean, var, count, s, X[i], clip, Y[i])
+    _fold_in(mean, var, count, s, X[i], memory)
+    for k in range(X.shape[1]):
+        last[s, k] = X[i, k]
+
+
+@jit
 def prepare_autoregressive(slots, resets, X, mean, var, count, last, clip, memory, U, Y, valid):
     """Inputs, targets and validity for a batch of readings ``X`` (raw, ``(N, D)``).
 
@@ -83,16 +106,8 @@ def prepare_autoregressive(slots, resets, X, mean, var, count, last, clip, memor
     for i in range(slots.shape[0]):
         s = slots[i]
         if resets[i]:
-            mean[s] = 0.0
-            var[s] = 0.0
-            count[s] = 0
-            last[s] = 0.0
-        valid[i] = count[s] > 0
-        scale_row(mean, var, count, s, last[s], clip, U[i])
-        scale_row(mean, var, count, s, X[i], clip, Y[i])
-        _fold_in(mean, var, count, s, X[i], memory)
-        for k in range(X.shape[1]):
-            last[s, k] = X[i, k]
+            reset_scaler_slot(s, mean, var, count, last)
+        autoregressive_step(i, s, X, mean, var, count, last, clip, memory, U, Y, valid)
 
 
 @jit

@@ -12,11 +12,11 @@ from river import base
 
 from stream_rnn.cells._flags import jit
 from stream_rnn.cells.scaling import (
-    _fold_in,
+    autoregressive_step,
     gaussian_surprise,
     location_scale,
     prepare_autoregressive,
-    scale_row,
+    reset_scaler_slot,
 )
 from stream_rnn.models.base import RNNBase
 
@@ -259,26 +259,13 @@ def _prepare_recording_scale(slots, resets, X, mean, var, count, last, clip, mem
                              valid, loc, scale):
     """:func:`prepare_autoregressive`, also recording the location and scale each row's
     target was standardized with (the key's statistics just before the row), so the
-    network's outputs for that row can be mapped back to raw units.
-
-    The steps are :func:`prepare_autoregressive`'s, row by row, written out rather than
-    called on one-row slices of every array (which cost as much as the steps themselves).
-    """
+    network's outputs for that row can be mapped back to raw units."""
     for i in range(slots.shape[0]):
         s = slots[i]
         if resets[i]:
-            # A key taking the slot afresh starts from empty statistics.
-            mean[s] = 0.0
-            var[s] = 0.0
-            count[s] = 0
-            last[s] = 0.0
+            reset_scaler_slot(s, mean, var, count, last)
         for k in range(X.shape[1]):
             a, b = location_scale(mean, var, count, s, k)
             loc[i, k] = a
             scale[i, k] = b
-        valid[i] = count[s] > 0
-        scale_row(mean, var, count, s, last[s], clip, U[i])
-        scale_row(mean, var, count, s, X[i], clip, Y[i])
-        _fold_in(mean, var, count, s, X[i], memory)
-        for k in range(X.shape[1]):
-            last[s, k] = X[i, k]
+        autoregressive_step(i, s, X, mean, var, count, last, clip, memory, U, Y, valid)
