@@ -117,6 +117,21 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
     zero_head
         Start the network's output layer at zero, so that the network forecasts the running
         mean (or, with ``damped``, the rule) until it has learned otherwise.
+    level_smoothing
+        Normalize the series by exponential smoothing, as ES-RNN does (``None``: off).
+        Each key keeps a level ``l`` and, with a ``season``, one seasonal term ``s`` per
+        phase (started once a season of values has been seen, as :class:`~stream_rnn.
+        models.ExponentialSmoothing` starts). The network then models
+        ``w_t = z_t - l_{t-1} - s_{t-season}``, the value relative to the smoothed level and
+        season before it, and each ``w_t`` moves the level by ``level_smoothing`` times
+        ``w_t`` and the season by ``season_smoothing`` of what is left (Holt-Winters'
+        updates, without a trend: a trend is for the network to forecast). Forecasts
+        roll the level and season forward with the network's own forecasts of ``w``. With
+        ``log``, a multiplicative level and season become additive. Not combined with
+        ``diff``, ``seasonal_diff`` or ``seasonal_lags``.
+    season_smoothing
+        Smoothing constant of the seasonal terms (in [0, 1]; used with
+        ``level_smoothing`` and a ``season``).
 
     Examples
     --------
@@ -172,6 +187,8 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
         squash: bool = False,
         damped: bool = False,
         zero_head: bool = False,
+        level_smoothing: float | None = None,
+        season_smoothing: float = 0.1,
     ) -> None:
         self._init_common(
             cell=cell, hidden_size=hidden_size, num_layers=num_layers, window=window,
@@ -190,6 +207,8 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
         self.squash = squash
         self.damped = damped
         self.zero_head = zero_head
+        self.level_smoothing = level_smoothing
+        self.season_smoothing = season_smoothing
         self._coef = np.ones(1)
 
     @property
@@ -213,7 +232,13 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
 
         Enough to difference the current value and the values ``seasonal_lags`` seasons back.
         """
-        return self._coef.size - 1 + self.seasonal_lags * self.season
+        size = self._coef.size - 1 + self.seasonal_lags * self.season
+        # Smoothing keeps the last value for forecasts made before it has started.
+        return max(size, 1) if self._smoothing else size
+
+    @property
+    def _smoothing(self) -> bool:
+        return self.level_smoothing is not None
 
     def _extra_rows_for(self) -> dict[str, tuple[tuple[int, ...], Any]]:
         rows = {
@@ -234,6 +259,13 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
             # model without the option loads as it did before the option existed.
             rows["damp_moments"] = ((2,), np.float64)
             rows["damp_count"] = ((), np.int64)
+        if self._smoothing:
+            # Level, seasonal terms by phase (holding the first season's values until they
+            # start), and the values seen. Only smoothing models have them, for the same
+            # reason.
+            rows["smooth_level"] = ((), np.float64)
+            rows["smooth_season"] = ((max(1, self.season),), np.float64)
+            rows["smooth_count"] = ((), np.int64)
         return rows
 
     def _validate_transform(self) -> None:
@@ -246,6 +278,17 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if (self.seasonal_diff or self.seasonal_lags) and self.season < 1:
             raise ValueError("seasonal_diff and seasonal_lags need a season >= 1")
+        if self._smoothing:
+            alpha, gamma = self.level_smoothing, self.season_smoothing
+            if isinstance(alpha, bool) or not (isinstance(alpha, int | float | np.number)
+                                               and 0.0 < alpha <= 1.0):
+                raise ValueError(f"level_smoothing must be None or in (0, 1], got {alpha!r}")
+            if isinstance(gamma, bool) or not (isinstance(gamma, int | float | np.number)
+                                               and 0.0 <= gamma <= 1.0):
+                raise ValueError(f"season_smoothing must be in [0, 1], got {gamma!r}")
+            if self.diff or self.seasonal_diff or self.seasonal_lags:
+                raise ValueError("level_smoothing replaces differencing: it cannot be "
+                                 "combined with diff, seasonal_diff or seasonal_lags")
 
     @classmethod
     def _unit_test_params(cls):
@@ -257,6 +300,8 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
                "squash": True}
         yield {"hidden_size": 3, "window": 4, "season": 3, "seasonal_diff": 1, "damped": True,
                "zero_head": True}
+        yield {"hidden_size": 3, "window": 4, "season": 3, "level_smoothing": 0.3,
+               "season_smoothing": 0.5, "zero_head": True}
 
     def _ensure_built(self, x: dict | None) -> None:
         if self._net is None:
@@ -328,6 +373,32 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
         moments[0] += (previous * current - moments[0]) / memory
         moments[1] += (previous * previous - moments[1]) / memory
 
+    def _fold_smoothing(self, arrays: dict[str, np.ndarray], slot: int, z: float) -> float:
+        """``w`` of ``level_smoothing`` for the value ``z``, folded into the level and season
+        (NaN while the first season is still being collected)."""
+        count = int(arrays["smooth_count"][slot])
+        arrays["smooth_count"][slot] = count + 1
+        period = max(1, self.season)
+        terms = arrays["smooth_season"][slot]
+        if count < period:
+            terms[count] = z
+            if count == period - 1:
+                level = arrays["smooth_level"][slot] = terms.mean()
+                if self.season:
+                    terms -= level
+                else:
+                    terms[:] = 0.0
+            return math.nan
+        phase = count % period
+        level = float(arrays["smooth_level"][slot])
+        w = z - level - float(terms[phase])
+        alpha = float(self.level_smoothing)
+        arrays["smooth_level"][slot] = level + alpha * w
+        if self.season:
+            # Winters' gamma * (z - new level) + (1 - gamma) * old term, written with w.
+            terms[phase] += float(self.season_smoothing) * (1.0 - alpha) * w
+        return w
+
     def learn_one(self, y: float, x: dict | None = None, key: Hashable | None = None,
                   **kwargs: Any) -> None:
         """Learn the next value ``y`` of ``key``'s series, with its features ``x``."""
@@ -344,9 +415,13 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
         history = arrays["history"][slot]
         n_history = int(arrays["history_len"][slot])
         k = self._coef.size - 1
-        if n_history >= k:
+        if self._smoothing:
+            # The value the network models: z relative to the smoothed level and season.
+            w = self._fold_smoothing(arrays, slot, z)
+        else:
             # The value the network models: z differenced with the history before it.
-            w = z + float(self._coef[1:] @ history[:k])
+            w = z + float(self._coef[1:] @ history[:k]) if n_history >= k else math.nan
+        if not math.isnan(w):
             squash_scale = 1.0
             if self.squash:
                 self._fold_squash_scale(arrays, slot, w)
@@ -382,6 +457,32 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
             history[0] = z
             arrays["history_len"][slot] = min(n_history + 1, self._history_size)
 
+    def _smoother(self, arrays: dict[str, np.ndarray], slot: int):
+        """For a key whose smoothing has started, a function mapping each next forecast of
+        ``w`` to the forecast of ``z``, rolling a copy of the level and season forward as
+        :meth:`_fold_smoothing` would; None otherwise."""
+        if not self._smoothing:
+            return None
+        count = int(arrays["smooth_count"][slot])
+        period = max(1, self.season)
+        if count < period:
+            return None
+        alpha = float(self.level_smoothing)
+        season_step = float(self.season_smoothing) * (1.0 - alpha) if self.season else 0.0
+        level = float(arrays["smooth_level"][slot])
+        terms = arrays["smooth_season"][slot].astype(np.float64)
+        phase = count % period
+
+        def step(w: float) -> float:
+            nonlocal level, phase
+            z = level + float(terms[phase]) + w
+            level += alpha * w
+            terms[phase] += season_step * w
+            phase = (phase + 1) % period
+            return z
+
+        return step
+
     def forecast(self, horizon: int, xs: list[dict] | None = None,
                  key: Hashable | None = None) -> list[float]:
         """The next ``horizon`` values of ``key``'s series (``xs``: their features, if any)."""
@@ -394,7 +495,12 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
             return [0.0] * horizon
         arrays = self._store.arrays
         n_history = int(arrays["history_len"][slot])
+        smoother = self._smoother(arrays, slot)
         if arrays["scale_count"][slot] == 0:
+            if smoother is not None:
+                # The smoothing has just started: its own forecast, level plus season.
+                zs = [smoother(0.0) for _ in range(horizon)]
+                return [_unbounded(math.exp, z) for z in zs] if self.log else zs
             # Not one differenced value yet: the last value is all there is to go on.
             last = float(arrays["history"][slot, 0])
             return [math.exp(last) if self.log else last] * horizon
@@ -431,7 +537,10 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
             rule *= damping
             previous = (float(head[0]) + rule) * scale + loc
             w = squash_scale * _unbounded(math.sinh, previous) if self.squash else previous
-            z = w - float(self._coef[1:] @ known[:k]) if k else w
+            if smoother is not None:
+                z = smoother(w)
+            else:
+                z = w - float(self._coef[1:] @ known[:k]) if k else w
             zs[horizon - h - 1] = previous_z = z
             out.append(_unbounded(math.exp, z) if self.log else z)
         return out
