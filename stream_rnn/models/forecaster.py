@@ -63,6 +63,10 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
     which a short backpropagation ``window`` could not otherwise reach. The defaults leave
     the series as it is.
 
+    Instead of differencing, ``level_smoothing`` takes each value relative to a level and
+    season smoothed online, as the ES-RNN hybrid does: the smoothing only normalizes, and
+    the network forecasts what is left (a growth rate, a cycle the season cannot hold).
+
     A short series gives the network few values to learn from, and the forecast it makes
     while still untrained is part of the score. ``zero_head`` starts its output at exactly
     zero (the running mean of ``w``), so that early forecasts are the transform's own rule
@@ -120,8 +124,8 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
     level_smoothing
         Normalize the series by exponential smoothing, as ES-RNN does (``None``: off).
         Each key keeps a level ``l`` and, with a ``season``, one seasonal term ``s`` per
-        phase (started once a season of values has been seen, as :class:`~stream_rnn.
-        models.ExponentialSmoothing` starts). The network then models
+        phase (started once a season of values has been seen, as
+        :class:`~stream_rnn.models.ExponentialSmoothing` starts). The network then models
         ``w_t = z_t - l_{t-1} - s_{t-season}``, the value relative to the smoothed level and
         season before it, and each ``w_t`` moves the level by ``level_smoothing`` times
         ``w_t`` and the season by ``season_smoothing`` of what is left (Holt-Winters'
@@ -157,6 +161,18 @@ class RNNForecaster(RNNBase, time_series.base.Forecaster):
     >>> mape = sum(abs(f / y - 1) for f, y in zip(forecast, series[228:])) / 12
     >>> print(f"12-step MAPE {mape:.2f}")
     12-step MAPE 0.0...
+
+    The same series relative to a smoothed level and season, the network forecasting the
+    rest:
+
+    >>> model = RNNForecaster(hidden_size=8, lr=0.01, log=True, season=12,
+    ...                       level_smoothing=0.3, season_smoothing=0.3, zero_head=True, seed=2)
+    >>> for y in series[:228]:
+    ...     model.learn_one(y)
+    >>> forecast = model.forecast(horizon=12)
+    >>> mape = sum(abs(f / y - 1) for f, y in zip(forecast, series[228:])) / 12
+    >>> print(f"12-step MAPE {mape:.3f}")
+    12-step MAPE 0.000...
     """
 
     def __init__(
