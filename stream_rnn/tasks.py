@@ -615,14 +615,16 @@ class ForecastTask(_Task):
     Parameters (``[model.params]``): ``target`` (a feature name or a list of them; default
     every feature of the first event, with no covariates), ``spread_memory`` (default 500),
     and :class:`~stream_rnn.models.RNNForecaster`'s ``log``, ``diff``, ``season``,
-    ``seasonal_diff``, ``seasonal_lags``, ``level_input``, ``scale_memory``, ``clip``,
-    ``activation``, ``weight_decay``, ``dropout``.
+    ``seasonal_diff``, ``seasonal_lags``, ``level_input``, ``squash``, ``damped``,
+    ``zero_head``, ``level_smoothing``, ``season_smoothing`` (absent: no smoothing),
+    ``scale_memory``, ``clip``, ``activation``, ``weight_decay``, ``dropout``.
     """
 
     name = "forecast"
     PARAMS = {**_SCALING, "target": "str|list[str]", "spread_memory": "int", "log": "bool",
               "diff": "int", "season": "int", "seasonal_diff": "int", "seasonal_lags": "int",
-              "level_input": "bool"}
+              "level_input": "bool", "squash": "bool", "damped": "bool", "zero_head": "bool",
+              "level_smoothing": "float", "season_smoothing": "float"}
 
     def __init__(self, params: Mapping[str, Any] | None = None, max_keys: int = 100_000,
                  key_fields: tuple[str, ...] = ("key",)) -> None:
