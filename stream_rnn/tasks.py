@@ -790,7 +790,7 @@ class ForecastTask(_Task):
         arrays = []
         for model in self.models:
             if model._net is not None:
-                arrays.extend([model._net.theta, *model._store.arrays.values()])
+                arrays.extend([*model._net.learned_arrays, *model._store.arrays.values()])
         if self._spread is not None:
             arrays.extend(self._spread.arrays.values())
         return _finite(arrays)
@@ -919,7 +919,7 @@ class FraudTask(_Task):
         for store, net in zip(det._stores, det._nets, strict=True):
             arrays.extend(store.arrays.values())
             if net is not None:
-                arrays.append(net.theta)
+                arrays.extend(net.learned_arrays)
         return _finite(arrays)
 
     def stats(self) -> dict[str, float]:

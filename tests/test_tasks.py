@@ -154,6 +154,19 @@ def test_stats_non_finite_detection_and_warm_start(kind):
     assert not task.is_finite()
 
 
+@pytest.mark.parametrize("kind", ["forecast", "fraud"])
+def test_finiteness_covers_the_optimizer_state(kind):
+    # Finite weights with a broken Adam moment would break the next update: the task must
+    # roll back now, not after that update.
+    task = _task(kind)
+    _run(task, EVENTS[kind]()[:120])
+    net = task.models[0]._net if kind == "forecast" else next(
+        n for n in task.detector._nets if n is not None)
+    assert task.is_finite()
+    net.opt[1, 0] = np.inf
+    assert np.isfinite(net.theta).all() and not task.is_finite()
+
+
 def test_sensor_reads_features_in_any_order_and_missing_ones_as_zero():
     events = sensor_events(n=160)
     # The same readings with the features listed in the other order, and some without

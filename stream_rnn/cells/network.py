@@ -263,6 +263,12 @@ class Network:
         """Updates skipped because the gradient or the result was not finite."""
         return int(self.counters[K.K_SKIPPED])
 
+    @property
+    def learned_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """The weights and the optimizer's state: what a rollback must find finite (a
+        non-finite moment would break the next update even with finite weights)."""
+        return self.theta, self.opt
+
     def initial_state(self) -> np.ndarray:
         """Zero state of one entity, ``(num_layers, state_width)``."""
         return np.zeros((self.layout.num_layers, self.layout.state_width), dtype=self.dtype)
