@@ -6,16 +6,21 @@ bounded keys, finiteness checks and parameters refused by name."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import numpy.testing as npt
 import pytest
+from test_runner import TOPIC, _config, _fill, _runner
 from test_sensor_task import SENSORS, STEP, fleet
 
 from stream_rnn.cells import kernels as K
 from stream_rnn.config import ConfigError, load
+from stream_rnn.daemon import checkpoint_name
+from stream_rnn.io.base import Partition
 from stream_rnn.io.events import Event
+from stream_rnn.io.memory import MemorySink, MemorySource
 from stream_rnn.models import SensorAnomalyDetector
 from stream_rnn.state.checkpoint import read_checkpoint, write_checkpoint
 from stream_rnn.tasks import SensorTask, check_params, make_task
@@ -243,3 +248,49 @@ def test_a_configuration_with_a_bad_calibrated_value_does_not_load(tmp_path):
                     encoding="utf-8")
     with pytest.raises(ConfigError, match="season_buffer must be a positive integer"):
         load(path)
+
+
+def test_the_daemon_resumes_the_calibrated_detector_from_its_checkpoint(tmp_path):
+    """A crash after some batches and a restart from the last checkpoint write the same
+    scores, forecasts and final state as one uninterrupted run."""
+    own = {"model.params.detector": "calibrated", "model.params.season": "3600",
+           "model.params.n_members": "2", "model.params.warmup": "20",
+           "model.params.warmup_seasons": "1"}
+
+    def filled():
+        source = MemorySource()
+        _fill(source, n=200, partitions=1, sensors=4)
+        source.assign_all()
+        return source
+
+    reference_sink = MemorySink()
+    reference, _ = _runner(_config(tmp_path / "ref", **own), filled(), reference_sink)
+    reference.run(max_idle_polls=2)
+    cfg = _config(tmp_path / "crash", **own, **{"limits.max_poll_records": 37})
+    source = filled()
+    crashed, _ = _runner(cfg, source)
+    for _ in range(9):
+        crashed.step()
+    resumed_source = MemorySource()
+    resumed_source.topics = source.topics
+    resumed_source.committed = dict(source.committed)
+    resumed_source.assign_all()
+    resumed_sink = MemorySink()
+    resumed, _ = _runner(cfg, resumed_source, resumed_sink)
+    resumed.run(max_idle_polls=2)
+    name = checkpoint_name(Partition(TOPIC, 0))
+    ref_manifest, ref_arrays = read_checkpoint(tmp_path / "ref" / "ckpt", name)
+    manifest, arrays = read_checkpoint(tmp_path / "crash" / "ckpt", name)
+    assert manifest["model"]["detector_kind"] == "calibrated"
+    assert set(arrays) == set(ref_arrays)
+    for key in arrays:
+        npt.assert_array_equal(arrays[key], ref_arrays[key], err_msg=key)
+    outputs = [json.loads(v) for _, v, _ in resumed_sink.records["scores"]]
+    expected = {out["src"]: out for out in (json.loads(v) for _, v, _ in
+                                            reference_sink.records["scores"])}
+    assert len(outputs) > 100
+    for out in outputs:
+        ref = expected[out["src"]]
+        assert (out["score"], out.get("prediction"), out.get("spread")) == (
+            ref["score"], ref.get("prediction"), ref.get("spread"))
+    assert any(out.get("prediction") for out in outputs)
