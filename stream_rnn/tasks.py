@@ -11,7 +11,9 @@ Three tasks:
     Every feature is a reading; each key forecasts its next step and its next reading as
     Gaussians per feature (:class:`~stream_rnn.models.RNNAnomalyDetector`) and the score
     is how rare the reading's surprise is against the key's own past (a tail probability,
-    so one threshold serves every sensor), or how unlikely its run of repeated readings.
+    so one threshold serves every sensor), or how unlikely its run of repeated readings;
+    or, with ``detector = "calibrated"``, :class:`~stream_rnn.models.SensorAnomalyDetector`
+    (the detector the NAB benchmark measures) scores it.
 ``forecast``
     One or more target features (``target``) are forecast one step ahead per key from
     their history and the event's other features (covariates known in advance, such as
@@ -47,7 +49,12 @@ from stream_rnn.cells.surprise import (
     track_readings,
 )
 from stream_rnn.io.events import Event
-from stream_rnn.models import FraudDetector, RNNAnomalyDetector, RNNForecaster
+from stream_rnn.models import (
+    FraudDetector,
+    RNNAnomalyDetector,
+    RNNForecaster,
+    SensorAnomalyDetector,
+)
 from stream_rnn.state.store import KeyedState
 
 __all__ = [
@@ -255,26 +262,88 @@ class SensorTask(_Task):
     feature, made before the reading was seen (empty for a key's first reading, and with
     the step view its second).
 
-    Parameters (``[model.params]``): ``views`` (``"step+level"``, the default, ``"step"``
+    Parameters (``[model.params]``): ``detector`` (``"views"``, the above, or
+    ``"calibrated"``, below), ``views`` (``"step+level"``, the default, ``"step"``
     or ``"level"``), ``short_window`` (default 3; 1: each reading alone),
     ``calibration_memory`` (readings the long-run statistics remember, default 1000),
     ``warmup`` (default 50), ``stuck`` (score runs of identical readings, default true),
     and ``scale_memory``, ``clip``, ``activation``, ``weight_decay``, ``dropout`` of
     :class:`~stream_rnn.models.RNNAnomalyDetector`.
+
+    ``detector = "calibrated"`` runs :class:`~stream_rnn.models.SensorAnomalyDetector`
+    instead, the detector ``stream-rnn nab`` measures: ``n_members`` networks with the
+    ``[model]`` settings read each key's previous reading and its reading one ``season``
+    (seconds of event time, ``ts``) earlier; the surprise is calibrated against the key's
+    own history with echo suppression, routine alarms, a one-week context view and a
+    spread floor, and reported as ``x / (x + score_scale)`` with ``x = -log10 p`` (so its
+    thresholds are lower: 0.5 is a tail probability of about 1e-5). Its parameters pass
+    through with its defaults: ``n_members``, ``season``, ``season_buffer``,
+    ``short_window``, ``long_memory``, ``slow_memory``, ``warmup`` (default 300),
+    ``warmup_seasons``, ``refractory``, ``alarm_margin``, ``season_echo``,
+    ``context_lag``, ``context_span``, ``routine_count``, ``routine_horizon``,
+    ``score_scale``, ``min_spread``, and the scaling ones above; ``season``,
+    ``context_lag`` and ``slow_memory`` take 0 for none. A key scores 0 for its first
+    ``warmup`` readings and ``warmup_seasons`` seasons (3 days with the daily default).
+    Each prediction and spread is the members' forecast of the reading (their Gaussian
+    mixture, in the reading's units), made before it was seen, empty for a key's first two
+    readings. It keeps about 53 KB per key with the defaults (the seasonal buffer of
+    ``season_buffer`` readings; 3.6 KB with ``season = 0``). NAB's configuration is the
+    detector's defaults with ``update_every = 1`` (NAB dev standard score 67.0, mean of
+    seeds 0-5); with the daemon's ``[model]`` default of 16 it scores 47.7 (seeds 0-2),
+    with 4 63.4 (seeds 0-5).
+
+    ``views`` stays the default: on the bundled plant scenario and on the energy regions
+    read as sensors it ranks incident readings better and finds more incidents. The
+    calibrated detector reports an incident once (``refractory``: 300 readings, a day of
+    5-minute data, of silence after an alarm, which NAB rewards), averages every surprise
+    over ``short_window`` readings (a one-reading spike is diluted) and has no evidence
+    for stuck sensors; its warm-up is not the cause (one season instead of three changes
+    nothing there).
     """
 
     name = "sensor"
-    PARAMS = {**_SCALING, "views": "str", "short_window": "int",
-              "calibration_memory": "int", "warmup": "int", "stuck": "bool"}
+    #: Parameters of the ``calibrated`` detector (:class:`SensorAnomalyDetector`'s own).
+    CALIBRATED: ClassVar[dict[str, str]] = {
+        "n_members": "int", "season": "float", "season_buffer": "int", "long_memory": "int",
+        "slow_memory": "int", "warmup_seasons": "float", "refractory": "int",
+        "alarm_margin": "float", "season_echo": "bool", "context_lag": "float",
+        "context_span": "float", "routine_count": "int", "routine_horizon": "float",
+        "score_scale": "float", "min_spread": "float"}
+    #: Parameters of the ``views`` detector only.
+    VIEWS_ONLY = frozenset({"views", "calibration_memory", "stuck"})
+    PARAMS = {**_SCALING, "detector": "str", "views": "str", "short_window": "int",
+              "calibration_memory": "int", "warmup": "int", "stuck": "bool", **CALIBRATED}
     #: The task's own parameters (not the detectors') and their defaults.
     DEFAULTS: ClassVar[dict[str, Any]] = {"views": "step+level", "short_window": 3,
                                           "calibration_memory": 1000, "warmup": 50,
                                           "stuck": True}
     VIEWS = ("step+level", "step", "level")
+    DETECTORS = ("views", "calibrated")
+    DEFAULT_DETECTOR = "views"
+    #: Calibrated-detector parameters that shape its state: a checkpoint resumes only
+    #: under the same values.
+    _SHAPED = ("cell", "hidden_size", "num_layers", "window", "dtype", "n_members", "season",
+               "season_buffer", "short_window", "routine_count")
+    #: Calibrated-detector parameters whose ``0`` means None (TOML has no null).
+    _ZERO_IS_NONE = ("season", "context_lag", "slow_memory")
+
+    @classmethod
+    def _kind(cls, flat: Mapping[str, Any]) -> str:
+        return str(flat.get("detector", cls.DEFAULT_DETECTOR))
 
     @classmethod
     def split_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
         flat = super().split_params(params)
+        kind = cls._kind(flat)
+        if kind not in cls.DETECTORS:
+            raise ValueError(f"model.params.detector must be one of {', '.join(cls.DETECTORS)}"
+                             f"; got {kind!r}")
+        other = cls.VIEWS_ONLY if kind == "calibrated" else frozenset(cls.CALIBRATED)
+        for name in sorted(other & flat.keys()):
+            raise ValueError(f"model.params.{name} does not apply to the {kind!r} sensor "
+                             f"detector")
+        if "clip" in flat and not flat["clip"] > 0:
+            raise ValueError(f"model.params.clip must be > 0, got {flat['clip']!r}")
         for name in ("short_window", "calibration_memory"):
             if name in flat and flat[name] < 1:
                 raise ValueError(f"model.params.{name} must be >= 1, got {flat[name]!r}")
@@ -283,31 +352,68 @@ class SensorTask(_Task):
         if "views" in flat and flat["views"] not in cls.VIEWS:
             raise ValueError(f"model.params.views must be one of {', '.join(cls.VIEWS)}; "
                              f"got {flat['views']!r}")
+        if kind == "calibrated":
+            for name in cls._ZERO_IS_NONE:
+                if name in flat and flat[name] < 0:
+                    raise ValueError(f"model.params.{name} must be >= 0 (0: none), got "
+                                     f"{flat[name]!r}")
+            # The detector checks its settings when it builds, at its first reading: a
+            # probe built now refuses a bad value when the configuration loads.
+            probe = SensorAnomalyDetector(max_keys=1, **cls._calibrated_kwargs(flat))
+            try:
+                probe._build(["value"])
+            except ValueError as exc:
+                raise ValueError(f"model.params: {exc}") from None
         return flat
+
+    @classmethod
+    def _calibrated_kwargs(cls, flat: Mapping[str, Any]) -> dict[str, Any]:
+        """The calibrated detector's own arguments among the task's flat parameters."""
+        kwargs = {k: v for k, v in flat.items() if k in cls.CALIBRATED or k in _SCALING
+                  or k in ("short_window", "warmup")}
+        for name in cls._ZERO_IS_NONE:
+            if kwargs.get(name) == 0:
+                kwargs[name] = None
+        return kwargs
 
     def __init__(self, params: Mapping[str, Any] | None = None, max_keys: int = 100_000,
                  key_fields: tuple[str, ...] = ("key",),
-                 detector: RNNAnomalyDetector | None = None,
+                 detector: RNNAnomalyDetector | SensorAnomalyDetector | None = None,
                  level_detector: RNNAnomalyDetector | None = None) -> None:
         self.params = self.split_params(params or {})
         self.max_keys = max_keys
         self.key_fields = tuple(key_fields)
-        own = {**self.DEFAULTS, **{k: v for k, v in self.params.items()
-                                   if k in self.DEFAULTS}}
-        self.views = str(own["views"])
-        self.step = self.views != "level"
-        self.short_window = int(own["short_window"])
-        self.calibration_memory = int(own["calibration_memory"])
-        self.warmup = int(own["warmup"])
-        self.stuck = bool(own["stuck"])
-        detector_params = {k: v for k, v in self.params.items() if k not in self.DEFAULTS}
-        #: The main view's network (the step's, or the level's alone).
-        self.detector = detector or RNNAnomalyDetector(max_keys=max_keys, **detector_params)
+        #: Which detector scores the readings: ``views`` or ``calibrated``.
+        self.kind = self._kind(self.params)
+        self.calibrated = self.kind == "calibrated"
         #: The level view's network next to the step's (``step+level``), else None.
         self.level_detector: RNNAnomalyDetector | None = None
-        if self.views == "step+level":
-            self.level_detector = level_detector or RNNAnomalyDetector(
-                max_keys=max_keys, **detector_params)
+        if self.calibrated:
+            self.views = ""
+            self.step = False
+            network = {k: v for k, v in self.params.items() if k in NETWORK_FIELDS}
+            kwargs = self._calibrated_kwargs(self.params)
+            self.short_window = int(kwargs.get("short_window", 3))
+            self.detector: Any = detector or SensorAnomalyDetector(
+                max_keys=max_keys, **network, **kwargs)
+        else:
+            own = {**self.DEFAULTS, **{k: v for k, v in self.params.items()
+                                       if k in self.DEFAULTS}}
+            self.views = str(own["views"])
+            self.step = self.views != "level"
+            self.short_window = int(own["short_window"])
+            self.calibration_memory = int(own["calibration_memory"])
+            self.warmup = int(own["warmup"])
+            self.stuck = bool(own["stuck"])
+            detector_params = {k: v for k, v in self.params.items()
+                               if k not in self.DEFAULTS and k != "detector"}
+            #: The main view's network (the step's, or the level's alone); with the
+            #: ``calibrated`` detector, that SensorAnomalyDetector.
+            self.detector = detector or RNNAnomalyDetector(max_keys=max_keys,
+                                                           **detector_params)
+            if self.views == "step+level":
+                self.level_detector = level_detector or RNNAnomalyDetector(
+                    max_keys=max_keys, **detector_params)
         self._schema: frozenset[str] | None = None
         #: Feature slots (sorted names, as the detectors order them), fixed by the first
         #: event processed.
@@ -318,7 +424,7 @@ class SensorTask(_Task):
         self._unchecked: set[str] | None = None
 
     @property
-    def _detectors(self) -> list[RNNAnomalyDetector]:
+    def _detectors(self) -> list[Any]:
         return [self.detector] + ([self.level_detector] if self.level_detector else [])
 
     # ------------------------------------------------------------- state
@@ -326,6 +432,8 @@ class SensorTask(_Task):
     def _build(self, event: Event) -> None:
         names = sorted(event.features, key=str)
         self._features = {name: k for k, name in enumerate(names)}
+        if self.calibrated:
+            return  # the detector keeps every per-key row itself
         D = len(names)
         residuals = D * len(self._detectors)
         rows = {**reading_rows(D), **surprise_rows(residuals, self.short_window)}
@@ -409,6 +517,8 @@ class SensorTask(_Task):
             return []
         if self._features is None:
             self._build(events[0])
+        if self.calibrated:
+            return self._process_calibrated(events)
         store = self._store
         assert store is not None and self._features is not None
         X = self._matrix(events)
@@ -448,8 +558,13 @@ class SensorTask(_Task):
         if self.step:
             means += X - diffs  # the previous reading plus the forecast step
         spreads = stds * factor[:, :D]
-        names = list(self._features)
         self._note_touched(keys)
+        return self._outputs(scores, means, spreads, valid)
+
+    def _outputs(self, scores: np.ndarray, means: np.ndarray, spreads: np.ndarray,
+                 valid: np.ndarray) -> list[Scored]:
+        assert self._features is not None
+        names = list(self._features)
         # C-level loops over the rows: this is the one part of a batch that builds Python
         # objects per event.
         predictions = list(map(dict, map(zip, repeat(names), means.tolist())))
@@ -458,9 +573,40 @@ class SensorTask(_Task):
             predictions[i], spread_dicts[i] = {}, {}
         return _scored_many(scores.tolist(), predictions, spread_dicts)
 
+    def _process_calibrated(self, events: list[Event]) -> list[Scored]:
+        """The batch through :meth:`SensorAnomalyDetector.score_learn_many` (keys, event
+        times, forecasts made before each reading) in one call."""
+        assert self._features is not None
+        det = self.detector
+        X = self._matrix(events)
+        n, D = X.shape
+        keys = list(map("|".join, map(_KEYS_OF, events)))
+        times = np.fromiter(map(_TS_OF, events), dtype=np.float64, count=n)
+        scores = np.zeros(n)
+        means = np.full((n, D), np.nan)
+        stds = np.full((n, D), np.nan)
+        first = 0
+        if det._net is None:
+            # The detector's feature slots come from the first reading it learns (the
+            # same sorted order as the task's); that reading has no forecast.
+            det.learn_one(dict(zip(self._features, X[0].tolist(), strict=True)),
+                          key=keys[0], t=times[0])
+            first = 1
+        if first < n:
+            s, m, sd = det.score_learn_many(X[first:], keys[first:], times[first:],
+                                            return_forecast=True)
+            scores[first:], means[first:], stds[first:] = s, m, sd
+        scores += 0.0  # the kernels may give -0.0 (no signed zeros under fastmath)
+        valid = ~np.isnan(means[:, 0]) if D else np.zeros(n, dtype=np.bool_)
+        self._note_touched(keys)
+        return self._outputs(scores, means, stds, valid)
+
     def forecast(self, key: str) -> dict[str, float]:
-        """Live forecast (mean) per feature for ``key``: the next reading's."""
+        """Live forecast (mean) per feature for ``key``: the next reading's (with the
+        calibrated detector, at one interval after the key's last reading)."""
         forecast = self.detector.forecast_one(key)
+        if self.calibrated:
+            return {str(name): mean for name, (mean, _) in forecast.items()}
         if not forecast or not self.step:
             return {str(name): mean for name, (mean, _) in forecast.items()}
         assert self._store is not None and self._features is not None
@@ -482,6 +628,10 @@ class SensorTask(_Task):
 
     def export_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         meta, arrays = self.detector.export_state()
+        if self.calibrated:
+            return {"task": "sensor", "detector_kind": self.kind, "detector": meta,
+                    "features": None if self._features is None else list(self._features)
+                    }, arrays
         out: dict[str, Any] = {"task": "sensor", "views": self.views, "detector": meta,
                                "features": None}
         if self.level_detector is not None:
@@ -502,7 +652,30 @@ class SensorTask(_Task):
                    params: Mapping[str, Any], max_keys: int,
                    key_fields: tuple[str, ...] = ("key",)) -> SensorTask:
         _expect_task(meta, "sensor")
-        views = cls.split_params(params).get("views", cls.DEFAULTS["views"])
+        flat = cls.split_params(params)
+        # Checkpoints written before the calibrated detector existed hold views.
+        kind, saved = cls._kind(flat), meta.get("detector_kind", "views")
+        if saved != kind:
+            raise ValueError(f"the checkpoint's sensor model runs the {saved!r} detector, the "
+                             f"configuration {kind!r}")
+        if kind == "calibrated":
+            # The configuration's settings (learning rate, warm-up, ...) apply to the
+            # restored state, which must fit them.
+            configured = cls(params, max_keys, key_fields).detector._get_params()
+            saved = meta["detector"]["params"]
+            for name in cls._SHAPED:
+                if saved.get(name) != configured[name]:
+                    raise ValueError(f"the checkpoint's calibrated sensor detector has {name} "
+                                     f"{saved.get(name)!r}, the configuration "
+                                     f"{configured[name]!r}")
+            detector = SensorAnomalyDetector.from_state(
+                {**meta["detector"], "params": configured}, arrays)
+            task = cls(params, max_keys, key_fields, detector=detector)
+            if meta.get("features") is not None:
+                names = list(meta["features"])
+                task._build(Event(0.0, (), dict.fromkeys(names, 0.0), None, None, ""))
+            return task
+        views = flat.get("views", cls.DEFAULTS["views"])
         if meta.get("views") != views:
             raise ValueError(f"the checkpoint's sensor model has views {meta.get('views')!r}, "
                              f"the configuration {views!r}")
@@ -541,6 +714,11 @@ class SensorTask(_Task):
         if self._unchecked is not None:
             self._unchecked.update(keys)
 
+    def _weights(self) -> list[np.ndarray]:
+        if self.calibrated:
+            return [net.theta for net in self.detector._nets]
+        return [det._net.theta for det in self._detectors if det._net is not None]
+
     def is_finite(self) -> bool:
         """Whether the weights and every key's state are finite.
 
@@ -552,22 +730,43 @@ class SensorTask(_Task):
         stores = [det._store for det in self._detectors if det._net is not None]
         if self._store is not None:
             stores.append(self._store)
-        arrays = [det._net.theta for det in self._detectors if det._net is not None]
+        arrays = self._weights()
         keys = self._unchecked
+
+        def checked(store: KeyedState) -> list[np.ndarray]:
+            if self.calibrated:
+                return [store.arrays[name] for name in self.detector.finite_rows]
+            return list(store.arrays.values())
+
         if keys is None or any(len(keys) * 8 >= store.capacity for store in stores):
             # Few keys held: a whole array costs no more to check than a gather of rows.
-            arrays += [a for store in stores for a in store.arrays.values()]
+            arrays += [a for store in stores for a in checked(store)]
         elif keys:
             for store in stores:
                 rows = [slot for slot in map(store.get, keys) if slot >= 0]
-                arrays += [a[rows] for a in store.arrays.values()]
+                arrays += [a[rows] for a in checked(store)]
         finite = _finite(arrays)
         self._unchecked = set() if finite else None
         return finite
 
     def stats(self) -> dict[str, float]:
         """The key count is the task's (a key with one reading counts); updates, losses
-        and gradient norms are summed over the views' networks."""
+        and gradient norms are summed over the views' networks. With the calibrated
+        detector, keys and evictions are its own, updates and skips are summed over its
+        members, and the loss and gradient norm are the members' mean."""
+        if self.calibrated:
+            det = self.detector
+            updated = [net for net in det._nets if net.n_updates]
+            return {
+                "keys": det.n_keys,
+                "evictions": det.n_evictions,
+                "version": det.n_updates,
+                "skipped": det.n_skipped_updates,
+                "loss": float(np.mean([net.stats[0] for net in updated])) if updated
+                else float("nan"),
+                "grad_norm": float(np.mean([net.stats[1] for net in updated])) if updated
+                else float("nan"),
+            }
         store = self._store
         detectors = self._detectors
         losses = [d.last_loss for d in detectors]
@@ -583,6 +782,7 @@ class SensorTask(_Task):
 
 
 _KEYS_OF = operator.attrgetter("keys")
+_TS_OF = operator.attrgetter("ts")
 _FEATURES_OF = operator.attrgetter("features")
 
 

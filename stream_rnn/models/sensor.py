@@ -30,7 +30,7 @@ from stream_rnn.cells.context import (
     context_settings,
 )
 from stream_rnn.cells.network import Network
-from stream_rnn.cells.scaling import _fold_in, scale_row
+from stream_rnn.cells.scaling import _fold_in, location_scale, scale_row
 from stream_rnn.models.base import RNNBase
 from stream_rnn.state.store import KeyedState
 
@@ -66,6 +66,56 @@ def _seasonal_index(ring_t, s, n, target):
 
 
 @jit
+def _reset_sensor_slot(s, mean, var, count, last, ring_t, ring_x):
+    """Empty statistics, buffer and last reading for slot ``s`` (a new key took it)."""
+    mean[s] = 0.0
+    var[s] = 0.0
+    count[s] = 0
+    last[s] = 0.0
+    ring_t[s] = 0.0
+    ring_x[s] = 0.0
+
+
+@jit
+def _prepare_sensor_row(i, s, X, T, mean, var, count, last, ring_t, ring_x, season, clip,
+                        memory, lag, U, Y, valid, ring_slot, season_slot, lag_X, lag_slot):
+    """Row ``i`` of :func:`_prepare_sensor`, for slot ``s`` (already reset if needed)."""
+    D = X.shape[1]
+    B = ring_t.shape[1]
+    n = count[s]
+    # The first two readings only seed the statistics: a spread from one reading would
+    # make the second reading's scaled value depend on the sensor's units.
+    valid[i] = n > 1
+    scale_row(mean, var, count, s, last[s], clip, U[i, :D])
+    ring_slot[i] = n % B if season > 0.0 else -1
+    season_slot[i] = -1
+    lag_slot[i] = -1
+    for k in range(D):
+        lag_X[i, k] = math.nan
+    if season > 0.0 and lag > 0.0:
+        j = _seasonal_index(ring_t, s, n, T[i] - lag)
+        if j >= 0:
+            lag_slot[i] = j
+            for k in range(D):
+                lag_X[i, k] = ring_x[s, j, k]
+    if season > 0.0:
+        j = _seasonal_index(ring_t, s, n, T[i] - season)
+        season_slot[i] = j
+        if j >= 0:
+            scale_row(mean, var, count, s, ring_x[s, j], clip, U[i, D:])
+        else:
+            scale_row(mean, var, count, s, last[s], clip, U[i, D:])
+    scale_row(mean, var, count, s, X[i], clip, Y[i])
+    _fold_in(mean, var, count, s, X[i], memory)
+    for k in range(D):
+        last[s, k] = X[i, k]
+    if season > 0.0:
+        ring_t[s, n % B] = T[i]
+        for k in range(D):
+            ring_x[s, n % B, k] = X[i, k]
+
+
+@jit
 def _prepare_sensor(slots, resets, X, T, mean, var, count, last, ring_t, ring_x, season, clip,
                     memory, lag, U, Y, valid, ring_slot, season_slot, lag_X, lag_slot):
     """Network inputs, targets and validity for a batch of raw readings ``X`` ``(N, D)``.
@@ -81,48 +131,31 @@ def _prepare_sensor(slots, resets, X, T, mean, var, count, last, ring_t, ring_x,
     before ``T[i]`` and ``lag_slot[i]`` its buffer slot (NaN and ``-1`` while the buffer
     does not reach back that far, and always without them).
     """
-    D = X.shape[1]
-    B = ring_t.shape[1]
     for i in range(slots.shape[0]):
         s = slots[i]
         if resets[i]:
-            mean[s] = 0.0
-            var[s] = 0.0
-            count[s] = 0
-            last[s] = 0.0
-            ring_t[s] = 0.0
-            ring_x[s] = 0.0
-        n = count[s]
-        # The first two readings only seed the statistics: a spread from one reading would
-        # make the second reading's scaled value depend on the sensor's units.
-        valid[i] = n > 1
-        scale_row(mean, var, count, s, last[s], clip, U[i, :D])
-        ring_slot[i] = n % B if season > 0.0 else -1
-        season_slot[i] = -1
-        lag_slot[i] = -1
-        for k in range(D):
-            lag_X[i, k] = math.nan
-        if season > 0.0 and lag > 0.0:
-            j = _seasonal_index(ring_t, s, n, T[i] - lag)
-            if j >= 0:
-                lag_slot[i] = j
-                for k in range(D):
-                    lag_X[i, k] = ring_x[s, j, k]
-        if season > 0.0:
-            j = _seasonal_index(ring_t, s, n, T[i] - season)
-            season_slot[i] = j
-            if j >= 0:
-                scale_row(mean, var, count, s, ring_x[s, j], clip, U[i, D:])
-            else:
-                scale_row(mean, var, count, s, last[s], clip, U[i, D:])
-        scale_row(mean, var, count, s, X[i], clip, Y[i])
-        _fold_in(mean, var, count, s, X[i], memory)
-        for k in range(D):
-            last[s, k] = X[i, k]
-        if season > 0.0:
-            ring_t[s, n % B] = T[i]
-            for k in range(D):
-                ring_x[s, n % B, k] = X[i, k]
+            _reset_sensor_slot(s, mean, var, count, last, ring_t, ring_x)
+        _prepare_sensor_row(i, s, X, T, mean, var, count, last, ring_t, ring_x, season, clip,
+                            memory, lag, U, Y, valid, ring_slot, season_slot, lag_X, lag_slot)
+
+
+@jit
+def _prepare_sensor_recording(slots, resets, X, T, mean, var, count, last, ring_t, ring_x,
+                              season, clip, memory, lag, U, Y, valid, ring_slot, season_slot,
+                              lag_X, lag_slot, loc, scale):
+    """:func:`_prepare_sensor`, also recording the location and scale each row's target
+    was standardized with (the key's statistics just before the row), so the networks'
+    forecasts for that row can be mapped back to raw units."""
+    for i in range(slots.shape[0]):
+        s = slots[i]
+        if resets[i]:
+            _reset_sensor_slot(s, mean, var, count, last, ring_t, ring_x)
+        for k in range(X.shape[1]):
+            a, b = location_scale(mean, var, count, s, k)
+            loc[i, k] = a
+            scale[i, k] = b
+        _prepare_sensor_row(i, s, X, T, mean, var, count, last, ring_t, ring_x, season, clip,
+                            memory, lag, U, Y, valid, ring_slot, season_slot, lag_X, lag_slot)
 
 
 @jit
@@ -556,6 +589,53 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
             return 0.0
         return self._one(slot, t, learning=False)
 
+    def forecast_one(self, key: Hashable | None = None, t: Any = None
+                     ) -> dict[Hashable, tuple[float, float]]:
+        """The members' forecast ``{feature: (mean, std)}`` of ``key``'s reading at time
+        ``t``, in raw units, as :meth:`score_learn_many` gives it with ``return_forecast``;
+        moves nothing. ``t=None``: one interval after the key's last reading (the interval
+        between its last two). Empty before a key's third reading."""
+        if self._net is None:
+            return {}
+        slot = self._store.get(self._key(key))
+        if slot < 0 or self._store.arrays["scale_count"][slot] < 2:
+            return {}
+        rows, _ = self._rows(slot, commit=False)
+        if t is None and self._seasonal:
+            ring_t, n = rows["ring_t"][0], int(rows["scale_count"][0])
+            B = ring_t.shape[0]
+            last = ring_t[(n - 1) % B]
+            t = 2.0 * last - ring_t[(n - 2) % B] if min(n, B) >= 2 else last
+        D = self._n_inputs
+        X = rows["last"].copy()  # any reading: the forecast does not depend on it
+        T = np.array([_as_seconds(t)])
+        U = np.empty((1, max(1, self._network_inputs())), dtype=self._net.dtype)
+        Y = np.empty((1, D), dtype=self._net.dtype)
+        valid = np.empty(1, dtype=np.bool_)
+        index = np.empty(1, dtype=np.int64)
+        loc = np.empty((1, D))
+        scale = np.empty((1, D))
+        _prepare_sensor_recording(np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.bool_),
+                                  X, T, rows["scale_mean"], rows["scale_var"],
+                                  rows["scale_count"], rows["last"], rows["ring_t"],
+                                  rows["ring_x"], self._season_seconds, self.clip,
+                                  self.scale_memory, self._context_seconds, U, Y, valid,
+                                  index, index.copy(), np.empty((1, D)), index.copy(), loc,
+                                  scale)
+        out = np.empty(2 * D, dtype=self._net.dtype)
+        first = np.zeros(D)
+        second = np.zeros(D)
+        for j, net in enumerate(self._nets):
+            net.predict(self._member_rows(j), slot, U[0], out)
+            mean = out[:D].astype(np.float64)
+            first += mean
+            second += mean * mean + np.exp(np.clip(out[D:].astype(np.float64),
+                                                   self._min_log_var, 12.0))
+        mean = first / len(self._nets)
+        std = np.sqrt(np.maximum(second / len(self._nets) - mean * mean, 0.0))
+        means, stds = mean * scale[0] + loc[0], std * scale[0]
+        return {name: (float(means[k]), float(stds[k])) for name, k in self._features.items()}
+
     def learn_one(self, x: dict, key: Hashable | None = None, t: Any = None,
                   **kwargs: Any) -> None:
         """Fold reading ``x`` of ``key`` at time ``t`` into the key's state and learn."""
@@ -573,7 +653,8 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
     # ------------------------------------------------------------- batches
 
     def score_learn_many(self, X: np.ndarray, keys: Sequence[Hashable] | None = None,
-                         times: Any = None) -> np.ndarray:
+                         times: Any = None, return_forecast: bool = False
+                         ) -> np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Batch path: score each row, then learn from it, in a few compiled calls.
 
         ``X`` is ``(N, input_size)`` raw readings in feature-slot order (see
@@ -581,6 +662,12 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
         ``times`` one time per row (seconds since the epoch or ``datetime64``; ``None``:
         no seasonal input). Identical to ``score_one`` then ``learn_one`` row by row.
         Returns the scores.
+
+        With ``return_forecast`` also returns ``(means, stds)``, each ``(N, input_size)``:
+        the members' forecast of each row made before seeing it, in raw units, as one
+        Gaussian mixture (its mean and standard deviation), each member's spread floored
+        at ``min_spread`` as the surprise floors it; NaN for a key's first two readings
+        (they only seed its statistics). The scores are the same either way.
         """
         if self._net is None:
             raise RuntimeError("learn at least one event with learn_one to fix the features")
@@ -604,25 +691,114 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
         season_slot = np.empty(n, dtype=np.int64)
         lag_X = np.empty((n, D), dtype=np.float64)
         lag_slot = np.empty(n, dtype=np.int64)
-        _prepare_sensor(slots, resets, X, T, arrays["scale_mean"], arrays["scale_var"],
-                        arrays["scale_count"], arrays["last"], arrays["ring_t"],
-                        arrays["ring_x"], self._season_seconds, self.clip, self.scale_memory,
-                        self._context_seconds, U, Y, valid, ring_slot, season_slot, lag_X,
-                        lag_slot)
+        scaler = (slots, resets, X, T, arrays["scale_mean"], arrays["scale_var"],
+                  arrays["scale_count"], arrays["last"], arrays["ring_t"], arrays["ring_x"],
+                  self._season_seconds, self.clip, self.scale_memory, self._context_seconds,
+                  U, Y, valid, ring_slot, season_slot, lag_X, lag_slot)
+        if return_forecast:
+            loc = np.empty((n, D), dtype=np.float64)
+            scale = np.empty((n, D), dtype=np.float64)
+            _prepare_sensor_recording(*scaler, loc, scale)
+            # Sums over the members of each forecast mean and of its second moment.
+            first = np.zeros((n, D), dtype=np.float64)
+            second = np.zeros((n, D), dtype=np.float64)
+        else:
+            _prepare_sensor(*scaler)
         u = np.zeros(n, dtype=np.float64)
         z = np.empty((n, D), dtype=np.float64)
         for j, net in enumerate(self._nets):
             outs, _, _ = net.run_batch(self._member_rows(j), slots, resets, U, Y, valid)
             _add_surprise(outs, Y, valid, self._min_log_var, z, u)
+            if return_forecast:
+                mean = outs[:, :D].astype(np.float64)
+                log_var = np.clip(outs[:, D:].astype(np.float64), self._min_log_var, 12.0)
+                first += mean
+                second += mean * mean + np.exp(log_var)
         u /= len(self._nets)
         extra = np.empty(n, dtype=np.float64)
         self._context(slots, resets, valid, X, lag_X, T, ring_slot, lag_slot, arrays, extra)
         scores = np.empty(n, dtype=np.float64)
         self._calibrate(slots, resets, valid, u, extra, T, ring_slot, season_slot, arrays,
                         scores)
-        return scores
+        if not return_forecast:
+            return scores
+        members = len(self._nets)
+        mixture_mean = first / members
+        # The mixture's variance, in scaled units; rounding can leave it a hair below 0.
+        mixture_var = np.maximum(second / members - mixture_mean * mixture_mean, 0.0)
+        means = mixture_mean * scale + loc
+        stds = np.sqrt(mixture_var) * scale
+        means[~valid] = np.nan
+        stds[~valid] = np.nan
+        return scores, means, stds
 
     @property
     def n_updates(self) -> int:
         """Weight updates applied so far, summed over the members."""
         return sum(net.n_updates for net in self._nets)
+
+    @property
+    def finite_rows(self) -> list[str]:
+        """Names of the per-key rows that hold only finite numbers while the detector is
+        sound (the members' network rows and the running scaling); the calibration and
+        context rows use NaN for times not yet set."""
+        nets = [f"m{j}.{name}" for j in range(len(self._nets)) for name in _NET_ROWS]
+        return [*nets, "scale_mean", "scale_var", "last", "ring_x"]
+
+    @property
+    def n_skipped_updates(self) -> int:
+        """Updates skipped because a gradient or weight turned non-finite, summed over the
+        members."""
+        return sum(net.n_skipped for net in self._nets)
+
+    # ------------------------------------------------------------- state export
+
+    _NET_ARRAYS = ("theta", "opt", "counters", "rng", "stats")
+
+    def export_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Everything needed to resume this detector: JSON-able metadata and plain arrays.
+
+        Constructor parameters, feature slots, every member's weights, optimizer moments,
+        counters, dropout stream and last statistics, and every key's rows (in recency
+        order: networks, scaling, seasonal buffer, calibration, context). Derived settings
+        and scratch buffers are rebuilt by :meth:`from_state`, which continues exactly.
+        """
+        meta: dict[str, Any] = {"class": type(self).__name__, "params": self._get_params(),
+                                "features": None}
+        arrays: dict[str, np.ndarray] = {}
+        if self._net is not None:
+            meta["features"] = [[name, slot] for name, slot in self._features.items()]
+            for j, net in enumerate(self._nets):
+                for name in self._NET_ARRAYS:
+                    arrays[f"net{j}/{name}"] = getattr(net, name)
+            keys, rows = self._store.export()
+            meta["keys"] = keys
+            meta["evictions"] = self._store.evictions
+            arrays.update({f"store/{name}": value for name, value in rows.items()})
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]
+                   ) -> SensorAnomalyDetector:
+        """Rebuild a detector exported by :meth:`export_state`."""
+        if meta.get("class") != cls.__name__:
+            raise ValueError(f"state is for {meta.get('class')!r}, not {cls.__name__}")
+        model = cls(**meta["params"])
+        if meta["features"] is None:
+            return model
+        features = {name: int(slot) for name, slot in meta["features"]}
+        model._build(sorted(features, key=features.__getitem__))
+        model._features = features
+        for j, net in enumerate(model._nets):
+            for name in cls._NET_ARRAYS:
+                target = getattr(net, name)
+                source = arrays[f"net{j}/{name}"]
+                if source.shape != target.shape:
+                    raise ValueError(f"net{j}/{name} has shape {source.shape}, "
+                                     f"expected {target.shape}")
+                target[...] = source
+        rows = {key[6:]: value for key, value in arrays.items() if key.startswith("store/")}
+        model._store.load(list(meta["keys"]), rows)
+        model._store.evictions = int(meta["evictions"])
+        model._make_buffers()
+        return model
