@@ -715,9 +715,10 @@ class SensorTask(_Task):
             self._unchecked.update(keys)
 
     def _weights(self) -> list[np.ndarray]:
-        if self.calibrated:
-            return [net.theta for net in self.detector._nets]
-        return [det._net.theta for det in self._detectors if det._net is not None]
+        """Weights and optimizer state of every network."""
+        nets = self.detector._nets if self.calibrated else [
+            det._net for det in self._detectors if det._net is not None]
+        return [array for net in nets for array in net.learned_arrays]
 
     def is_finite(self) -> bool:
         """Whether the weights and every key's state are finite.

@@ -154,14 +154,15 @@ def test_stats_non_finite_detection_and_warm_start(kind):
     assert not task.is_finite()
 
 
-@pytest.mark.parametrize("kind", ["forecast", "fraud"])
+@pytest.mark.parametrize("kind", ["sensor", "forecast", "fraud"])
 def test_finiteness_covers_the_optimizer_state(kind):
     # Finite weights with a broken Adam moment would break the next update: the task must
     # roll back now, not after that update.
     task = _task(kind)
     _run(task, EVENTS[kind]()[:120])
-    net = task.models[0]._net if kind == "forecast" else next(
-        n for n in task.detector._nets if n is not None)
+    net = {"sensor": lambda: task.detector._net,
+           "forecast": lambda: task.models[0]._net,
+           "fraud": lambda: next(n for n in task.detector._nets if n is not None)}[kind]()
     assert task.is_finite()
     net.opt[1, 0] = np.inf
     assert np.isfinite(net.theta).all() and not task.is_finite()
