@@ -193,7 +193,7 @@ def test_non_finite_weights_or_rows_are_detected(stream):
     assert not task.is_finite()
     task.detector._nets[1].theta[0] = 0.0
     assert task.is_finite()
-    task.detector._nets[2].opt[0, 0] = np.inf  # an Adam moment: the next update breaks
+    task.detector._nets[0].opt[0, 0] = np.inf  # an Adam moment: the next update breaks
     assert not task.is_finite()
 
 
