@@ -10,11 +10,14 @@ transaction ids, reveals of the batch's own transactions, a full pending ring).
 
 from __future__ import annotations
 
+import gzip
 import heapq
+import json
 from datetime import UTC, datetime
 
 import numpy as np
 import numpy.testing as npt
+import orjson
 import pytest
 
 from stream_rnn.evaluation import fraud as ev
@@ -73,6 +76,39 @@ def test_event_times_refuse_what_fromisoformat_refuses(bad):
 def test_event_times_refuse_non_times(bad, message):
     with pytest.raises(ValueError, match=message):
         ev.event_times([1.0, bad])
+
+
+def _write_lines(path, lines):
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def test_read_events_equal_json_line_by_line_across_blocks(tmp_path):
+    # More than one read block of text, blank lines here and there, two files.
+    lines = [json.dumps({"tx_id": i, "ts": "2018-04-01T00:00:31Z", "note": "x" * (i % 50)})
+             if i % 997 else "   " for i in range(30000)]
+    _write_lines(tmp_path / "a.jsonl.gz", lines[:25000])
+    (tmp_path / "b.jsonl").write_text("\n".join(lines[25000:]) + "\n", encoding="utf-8")
+    paths = [tmp_path / "a.jsonl.gz", tmp_path / "b.jsonl"]
+    expected = [json.loads(line) for line in lines if line.strip()]
+    assert sum(len(line) for line in lines[:25000]) > 1 << 20
+    assert list(ev.read_events(paths)) == expected
+    assert list(ev.read_events(paths, loads=orjson.loads)) == expected
+    assert list(ev.read_events(paths, limit=26000)) == expected[:26000]
+    assert list(ev.read_events(paths, limit=7)) == expected[:7]
+
+
+@pytest.mark.parametrize("bad,message", [("{not json", "not JSON"),
+                                         ("[1, 2]", "not a JSON object")])
+def test_read_events_name_the_bad_line_in_a_later_block(tmp_path, bad, message):
+    lines = [json.dumps({"tx_id": i, "pad": "y" * 80}) for i in range(20000)]
+    lines[15123] = bad
+    path = tmp_path / "tx.jsonl.gz"
+    _write_lines(path, lines)
+    with pytest.raises(ValueError, match=f"tx.jsonl.gz:15124: {message}"):
+        list(ev.read_events([path]))
+    # Up to the limit, a bad line further on is never reached.
+    assert len(list(ev.read_events([path], limit=15123))) == 15123
 
 
 class _Recorder:

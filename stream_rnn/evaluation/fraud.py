@@ -51,6 +51,8 @@ __all__ = [
 ]
 
 _DAY = 86400.0
+# Characters of text read and parsed at a time.
+_READ_BLOCK = 1 << 20
 #: Days of the first part of a stream, left out of the "later part" metrics: eight weeks
 #: in which the model sees its first labels (one delay after the start) and warms up.
 LATER_FROM_DAY = 56
@@ -84,19 +86,40 @@ def read_events(paths: Sequence[str | Path], limit: int | None = None,
         else:
             raw = open(path, "rb", buffering=1 << 20)  # noqa: SIM115
         with io.TextIOWrapper(raw, encoding="utf-8") as stream:
-            for lineno, line in enumerate(stream, 1):
+            lineno = 0
+            while lines := stream.readlines(_READ_BLOCK):
                 if limit is not None and n >= limit:
                     return
-                if not line.strip():
-                    continue
+                # A block of plain object lines is parsed in one map; a block with a blank
+                # line or anything wrong goes line by line, to skip or name it.
                 try:
-                    event = loads(line)
-                except ValueError as exc:
-                    raise ValueError(f"{path}:{lineno}: not JSON: {exc}") from None
-                if not isinstance(event, dict):
-                    raise ValueError(f"{path}:{lineno}: not a JSON object")
-                n += 1
-                yield event
+                    events = list(map(loads, lines))
+                except ValueError:
+                    events = None
+                wanted = None if limit is None else limit - n
+                if events is None or set(map(type, events)) != {dict}:
+                    events = list(itertools.islice(_parse_lines(lines, loads, path, lineno),
+                                                   wanted))
+                lineno += len(lines)
+                if wanted is not None:
+                    events = events[:wanted]
+                n += len(events)
+                yield from events
+
+
+def _parse_lines(lines: list[str], loads: Callable[[str], Any], path: Path, before: int
+                 ) -> Iterator[dict]:
+    """Events of ``lines``, which follow line ``before`` of ``path``, one at a time."""
+    for lineno, line in enumerate(lines, before + 1):
+        if not line.strip():
+            continue
+        try:
+            event = loads(line)
+        except ValueError as exc:
+            raise ValueError(f"{path}:{lineno}: not JSON: {exc}") from None
+        if not isinstance(event, dict):
+            raise ValueError(f"{path}:{lineno}: not a JSON object")
+        yield event
 
 
 def _ts_seconds(value: Any) -> float:
@@ -216,8 +239,10 @@ class _LabelQueue:
         source = np.concatenate([np.full(len(self.tx), -1), np.asarray(new, dtype=np.int64)])
         self.tx.extend([tx_ids[i] for i in new])
         self.label.extend([labels[i] for i in new])
-        # Due times and sources both rise along the queue, and so do the positions.
-        pos = np.maximum(np.searchsorted(t, due, side="left"), source + 1)
+        # Due times and sources both rise along the queue, and so do the positions; only
+        # labels due by the batch's last time can be revealed in it.
+        ready = int(np.searchsorted(due, t[-1], side="right")) if n else 0
+        pos = np.maximum(np.searchsorted(t, due[:ready], side="left"), source[:ready] + 1)
         m = int(np.searchsorted(pos, n, side="left"))
         out = list(zip(pos[:m].tolist(), self.tx[:m], self.label[:m], strict=True))
         self.due = due[m:]

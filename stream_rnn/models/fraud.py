@@ -462,14 +462,17 @@ class FraudDetector(base.AnomalyDetector):
         rev = list(reveals)
         if not rev:
             return [], [], []
-        positions, tx_ids, labels = (list(c) for c in zip(*rev, strict=True))
+        positions = [r[0] for r in rev]
+        tx_ids = [r[1] for r in rev]
+        labels = [r[2] for r in rev]
         if set(map(type, labels)) <= {int, float} and set(labels) <= {0, 1}:
             labels = [float(v) for v in labels]
         else:
             labels = [_as_label(v) for v in labels]
-        if not (set(map(type, positions)) == {int} and positions[0] >= 0
-                and positions[-1] <= n
-                and all(a <= b for a, b in zip(positions, positions[1:], strict=False))):
+        plain = set(map(type, positions)) == {int}
+        if plain:
+            p = np.array(positions, dtype=np.int64)
+        if not (plain and p[0] >= 0 and p[-1] <= n and bool((p[1:] >= p[:-1]).all())):
             last = 0
             for pos in positions:
                 if not (isinstance(pos, int | np.integer) and last <= pos <= n):
