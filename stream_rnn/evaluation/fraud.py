@@ -331,8 +331,8 @@ def replay(
     result = ReplayResult()
     times: list[np.ndarray] = []
     scores: list[np.ndarray] = []
-    labels: list[int] = []
-    scenarios: list[int] = []
+    labels: list[np.ndarray] = []
+    scenarios: list[np.ndarray] = []
     queue = _LabelQueue(float(label_delay_seconds))
     n_reveals = 0
     start = time.perf_counter()
@@ -353,14 +353,17 @@ def replay(
         result.card.extend(cards)
         result.ts_text.extend(texts)
         times.append(t)
-        labels.extend([-1 if lab is None else int(lab) for lab in batch_labels])
-        scenarios.extend([0 if s is None else int(s) for s in batch_scenarios])
+        labels.append(np.asarray([-1 if lab is None else int(lab) for lab in batch_labels],
+                                 dtype=np.int8))
+        scenarios.append(np.asarray([0 if s is None else int(s) for s in batch_scenarios],
+                                    dtype=np.int64))
     result.seconds = time.perf_counter() - start
     result.n_reveals = n_reveals
     result.ts = np.concatenate(times) if times else np.empty(0)
     result.score = np.concatenate(scores) if scores else np.empty(0)
-    result.label = np.asarray(labels, dtype=np.int8)
-    result.scenario = np.asarray(scenarios, dtype=np.int64)
+    if times:
+        result.label = np.concatenate(labels)
+        result.scenario = np.concatenate(scenarios)
     return result
 
 
