@@ -13,6 +13,7 @@ and, with ``--scores``, every event's score. Unusable input exits with status 2.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import sys
@@ -104,6 +105,12 @@ def run(args: argparse.Namespace) -> int:
     later = ev.LATER_FROM_DAY if args.later_from_day is None else args.later_from_day
     model = FraudDetector(keys=keys, recurrent=not args.no_recurrent,
                           aggregates=not args.no_aggregates, seed=args.seed)
+    # The replay makes no reference cycles (tested), so the cyclic garbage collector has
+    # nothing to find in it; yet it holds tens of thousands of events at a time, and each
+    # collection they set off would walk the growing results and the imported libraries'
+    # objects (measured: 2.7 s of a 17 s replay). Collection is off while it runs.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         events = ev.read_events(args.files, limit=args.limit, loads=_json_loads())
         result = ev.replay(model, events,
@@ -112,6 +119,9 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, KeyError, OSError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_INPUT_ERROR
+    finally:
+        if collecting:
+            gc.enable()
     if result.n_events == 0:
         print(f"{prog}: error: no events in {', '.join(map(str, args.files))}",
               file=sys.stderr)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import gzip
 import heapq
 import io
+import itertools
 import json
 import math
 import time
@@ -40,6 +41,7 @@ from stream_rnn.evaluation.metrics import average_precision, roc_auc
 __all__ = [
     "ReplayResult",
     "read_events",
+    "event_times",
     "replay",
     "day_index",
     "card_precision_daily",
@@ -49,6 +51,8 @@ __all__ = [
 ]
 
 _DAY = 86400.0
+# Characters of text read and parsed at a time.
+_READ_BLOCK = 1 << 20
 #: Days of the first part of a stream, left out of the "later part" metrics: eight weeks
 #: in which the model sees its first labels (one delay after the start) and warms up.
 LATER_FROM_DAY = 56
@@ -82,19 +86,40 @@ def read_events(paths: Sequence[str | Path], limit: int | None = None,
         else:
             raw = open(path, "rb", buffering=1 << 20)  # noqa: SIM115
         with io.TextIOWrapper(raw, encoding="utf-8") as stream:
-            for lineno, line in enumerate(stream, 1):
+            lineno = 0
+            while lines := stream.readlines(_READ_BLOCK):
                 if limit is not None and n >= limit:
                     return
-                if not line.strip():
-                    continue
+                # A block of plain object lines is parsed in one map; a block with a blank
+                # line or anything wrong goes line by line, to skip or name it.
                 try:
-                    event = loads(line)
-                except ValueError as exc:
-                    raise ValueError(f"{path}:{lineno}: not JSON: {exc}") from None
-                if not isinstance(event, dict):
-                    raise ValueError(f"{path}:{lineno}: not a JSON object")
-                n += 1
-                yield event
+                    events = list(map(loads, lines))
+                except ValueError:
+                    events = None
+                wanted = None if limit is None else limit - n
+                if events is None or set(map(type, events)) != {dict}:
+                    events = list(itertools.islice(_parse_lines(lines, loads, path, lineno),
+                                                   wanted))
+                lineno += len(lines)
+                if wanted is not None:
+                    events = events[:wanted]
+                n += len(events)
+                yield from events
+
+
+def _parse_lines(lines: list[str], loads: Callable[[str], Any], path: Path, before: int
+                 ) -> Iterator[dict]:
+    """Events of ``lines``, which follow line ``before`` of ``path``, one at a time."""
+    for lineno, line in enumerate(lines, before + 1):
+        if not line.strip():
+            continue
+        try:
+            event = loads(line)
+        except ValueError as exc:
+            raise ValueError(f"{path}:{lineno}: not JSON: {exc}") from None
+        if not isinstance(event, dict):
+            raise ValueError(f"{path}:{lineno}: not a JSON object")
+        yield event
 
 
 def _ts_seconds(value: Any) -> float:
@@ -105,10 +130,136 @@ def _ts_seconds(value: Any) -> float:
         return dt.timestamp()
     if isinstance(value, datetime):
         return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ValueError(f"ts is not a time: {value!r}")
     t = float(value)
     if not math.isfinite(t):
         raise ValueError(f"ts is not finite: {value!r}")
     return t
+
+
+# Character positions of ``YYYY-MM-DDTHH:MM:SSZ``, the layout of nearly every event time.
+_ISO_WIDTH = 20
+_ISO_SEPARATORS = ((4, "-"), (7, "-"), (10, "T"), (13, ":"), (16, ":"), (19, "Z"))
+_ISO_DIGITS = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]
+_MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def _days_from_civil(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
+    # Days since 1970-01-01 of proleptic Gregorian dates (H. Hinnant's algorithm): March
+    # starts the counted year, so the leap day ends it.
+    y = year - (month <= 2)
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (month + np.where(month > 2, -3, 9)) + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def event_times(values: Sequence[Any]) -> np.ndarray:
+    """POSIX seconds of event times, each exactly as :func:`replay` reads one.
+
+    ISO 8601 text (naive means UTC), ``datetime`` or a finite number of seconds. Text in
+    the layout ``YYYY-MM-DDTHH:MM:SSZ`` is decoded in whole-array operations; anything
+    else, including every text that layout would misread, goes through
+    ``datetime.fromisoformat``, which also raises the ValueError of a bad time.
+
+    Examples
+    --------
+    >>> event_times(["2018-04-01T00:00:31Z", "2018-04-01T02:00:31+02:00", 5]).tolist()
+    [1522540831.0, 1522540831.0, 5.0]
+    """
+    n = len(values)
+    out = np.empty(n)
+    ok = np.zeros(n, dtype=bool)
+    if n and set(map(type, values)) == {str}:
+        # One character more than the layout: a longer text shows a nonzero last column.
+        codes = np.array(values, dtype=f"U{_ISO_WIDTH + 1}").view(np.uint32)
+        codes = codes.reshape(n, _ISO_WIDTH + 1).astype(np.int64)
+        ok = codes[:, _ISO_WIDTH] == 0
+        for col, char in _ISO_SEPARATORS:
+            ok &= codes[:, col] == ord(char)
+        digits = codes[:, _ISO_DIGITS] - ord("0")
+        ok &= ((digits >= 0) & (digits <= 9)).all(axis=1)
+        d = digits.T
+        year = d[0] * 1000 + d[1] * 100 + d[2] * 10 + d[3]
+        month = d[4] * 10 + d[5]
+        day = d[6] * 10 + d[7]
+        hour = d[8] * 10 + d[9]
+        minute = d[10] * 10 + d[11]
+        second = d[12] * 10 + d[13]
+        leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+        ok &= (year >= 1) & (month >= 1) & (month <= 12)
+        month_days = _MONTH_DAYS[np.clip(month, 0, 12)] + (leap & (month == 2))
+        ok &= (day >= 1) & (day <= month_days) & (hour <= 23) & (minute <= 59) & (second <= 59)
+        seconds = _days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60
+        out[:] = seconds + second
+    for i in np.flatnonzero(~ok).tolist():
+        out[i] = _ts_seconds(values[i])
+    return out
+
+
+class _LabelQueue:
+    """Labels waiting for their time: ``(due, tx_id, label)`` in the order they are due.
+
+    While due times arrive in order (a constant delay on a time-ordered stream), the queue
+    is first in, first out, and a whole batch finds its reveal positions by binary search;
+    the first event earlier than one before it turns it into a heap, for good.
+    """
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.last = -math.inf
+        self.due = np.empty(0)
+        self.tx: list[Any] = []
+        self.label: list[Any] = []
+        self.heap: list[tuple[float, int, Any, Any]] | None = None
+        self.seq = 0
+
+    def __len__(self) -> int:
+        return len(self.heap) if self.heap is not None else len(self.tx)
+
+    def batch(self, t: np.ndarray, tx_ids: list[Any], labels: list[Any]
+              ) -> list[tuple[int, Any, Any]]:
+        """Reveals ``(position, tx_id, label)`` of a batch of events at times ``t``:
+        each queued label goes before the first later event at or past its due time.
+        Then the batch's own labels (those with a transaction id) join the queue."""
+        n = t.shape[0]
+        if self.heap is None and n and (t[0] < self.last or bool((t[1:] < t[:-1]).any())):
+            self.heap = [(d, k, tx, lab) for k, (d, tx, lab) in
+                         enumerate(zip(self.due.tolist(), self.tx, self.label, strict=True))]
+            self.seq = len(self.heap)
+        if self.heap is not None:
+            return self._batch_heap(self.heap, t, tx_ids, labels)
+        if n:
+            self.last = float(t[-1])
+        new = [i for i, (tx, lab) in enumerate(zip(tx_ids, labels, strict=True))
+               if tx is not None and lab is not None]
+        due = np.concatenate([self.due, t[new] + self.delay])
+        source = np.concatenate([np.full(len(self.tx), -1), np.asarray(new, dtype=np.int64)])
+        self.tx.extend([tx_ids[i] for i in new])
+        self.label.extend([labels[i] for i in new])
+        # Due times and sources both rise along the queue, and so do the positions; only
+        # labels due by the batch's last time can be revealed in it.
+        ready = int(np.searchsorted(due, t[-1], side="right")) if n else 0
+        pos = np.maximum(np.searchsorted(t, due[:ready], side="left"), source[:ready] + 1)
+        m = int(np.searchsorted(pos, n, side="left"))
+        out = list(zip(pos[:m].tolist(), self.tx[:m], self.label[:m], strict=True))
+        self.due = due[m:]
+        del self.tx[:m], self.label[:m]
+        return out
+
+    def _batch_heap(self, heap: list[tuple[float, int, Any, Any]], t: np.ndarray,
+                    tx_ids: list[Any], labels: list[Any]) -> list[tuple[int, Any, Any]]:
+        out = []
+        for pos, (ti, tx, lab) in enumerate(zip(t.tolist(), tx_ids, labels, strict=True)):
+            while heap and heap[0][0] <= ti:
+                _, _, tx_due, lab_due = heapq.heappop(heap)
+                out.append((pos, tx_due, lab_due))
+            if lab is not None and tx is not None:
+                heapq.heappush(heap, (ti + self.delay, self.seq, tx, lab))
+                self.seq += 1
+        return out
 
 
 @dataclass
@@ -151,8 +302,9 @@ def replay(
 
     Events go to ``model.score_learn_many(batch, reveals)`` in batches of ``chunk``; the
     label of an event with time ``t`` is handed over (as ``(position, tx_id, label)``) just
-    before the first later event with time ``>= t + delay``. Label and scenario fields are
-    removed from each event before the model sees it, so a model cannot read them. Events
+    before the first later event with time ``>= t + delay``. The model gets a copy of each
+    event without its label and scenario fields, so it cannot read them, and with its
+    time already in POSIX seconds (read once, here, by :func:`event_times`). Events
     without a label are scored and learned but never revealed. The timer covers reading,
     parsing, scoring and learning.
 
@@ -174,54 +326,44 @@ def replay(
     """
     if not label_delay_seconds >= 0:
         raise ValueError(f"label delay must be >= 0, got {label_delay_seconds!r}")
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk!r}")
     result = ReplayResult()
-    ts_all: list[float] = []
+    times: list[np.ndarray] = []
     scores: list[np.ndarray] = []
-    labels: list[int] = []
-    scenarios: list[int] = []
-    heap: list[tuple[float, int, Hashable, Any]] = []
-    seq = 0
+    labels: list[np.ndarray] = []
+    scenarios: list[np.ndarray] = []
+    queue = _LabelQueue(float(label_delay_seconds))
     n_reveals = 0
     start = time.perf_counter()
-    batch: list[dict] = []
-    reveals: list[tuple[int, Hashable, Any]] = []
-
-    def flush() -> None:
-        if batch:
-            scores.append(np.asarray(model.score_learn_many(batch, reveals), dtype=np.float64))
-        batch.clear()
-        reveals.clear()
-
-    for event in events:
-        event = dict(event)
-        label = event.pop(label_field, None)
-        scenario = event.pop(scenario_field, 0)
-        t = _ts_seconds(event[time_field])
-        pos = len(batch)
-        while heap and heap[0][0] <= t:
-            _, _, tx, lab = heapq.heappop(heap)
-            reveals.append((pos, tx, lab))
-            n_reveals += 1
-        batch.append(event)
-        tx_id = event.get(id_field)
-        if label is not None and tx_id is not None:
-            heapq.heappush(heap, (t + label_delay_seconds, seq, tx_id, label))
-            seq += 1
-        result.tx_id.append(tx_id)
-        result.card.append(event.get(card_field))
-        result.ts_text.append(event[time_field])
-        ts_all.append(t)
-        labels.append(int(label) if label is not None else -1)
-        scenarios.append(int(scenario) if scenario is not None else 0)
-        if len(batch) >= chunk:
-            flush()
-    flush()
+    source = iter(events)
+    while batch := [dict(event) for event in itertools.islice(source, chunk)]:
+        batch_labels = [event.pop(label_field, None) for event in batch]
+        batch_scenarios = [event.pop(scenario_field, 0) for event in batch]
+        texts = [event[time_field] for event in batch]
+        tx_ids = [event.get(id_field) for event in batch]
+        cards = [event.get(card_field) for event in batch]
+        t = event_times(texts)
+        for event, seconds in zip(batch, t.tolist(), strict=True):
+            event[time_field] = seconds
+        reveals = queue.batch(t, tx_ids, batch_labels)
+        n_reveals += len(reveals)
+        scores.append(np.asarray(model.score_learn_many(batch, reveals), dtype=np.float64))
+        result.tx_id.extend(tx_ids)
+        result.card.extend(cards)
+        result.ts_text.extend(texts)
+        times.append(t)
+        labels.append(np.asarray([-1 if lab is None else int(lab) for lab in batch_labels],
+                                 dtype=np.int8))
+        scenarios.append(np.asarray([0 if s is None else int(s) for s in batch_scenarios],
+                                    dtype=np.int64))
     result.seconds = time.perf_counter() - start
     result.n_reveals = n_reveals
-    result.ts = np.asarray(ts_all, dtype=np.float64)
+    result.ts = np.concatenate(times) if times else np.empty(0)
     result.score = np.concatenate(scores) if scores else np.empty(0)
-    result.label = np.asarray(labels, dtype=np.int8)
-    result.scenario = np.asarray(scenarios, dtype=np.int64)
+    if times:
+        result.label = np.concatenate(labels)
+        result.scenario = np.concatenate(scenarios)
     return result
 
 

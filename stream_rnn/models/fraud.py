@@ -43,6 +43,10 @@ def _parse_ts(value: Any) -> float:
     return dt.timestamp()
 
 
+# Key types read without further checks: always hashable, never NaN.
+_PLAIN_KEYS = {str, int}
+
+
 def _check_key(field: str, key: Any) -> None:
     if key is None:
         raise ValueError(f"key field {field!r} is missing")
@@ -398,45 +402,162 @@ class FraudDetector(base.AnomalyDetector):
         """
         n = len(events)
         n_fields = len(self.keys)
-        parsed = [self._parse(e) for e in events]
-        rev = list(reveals)
-        labels = [_as_label(lab) for _, _, lab in rev]
-        last = -1
-        for pos, _, _ in rev:
-            if not (isinstance(pos, int | np.integer) and last <= pos <= n):
-                raise ValueError(f"reveal positions must be sorted integers in [0, {n}]")
-            last = pos
-        ts = np.fromiter((p[0] for p in parsed), dtype=np.float64, count=n)
-        la = np.fromiter((p[1] for p in parsed), dtype=np.float64, count=n)
+        columns = self._columns(events)
+        if columns is None:
+            parsed = [self._parse(e) for e in events]
+            ts = np.fromiter((p[0] for p in parsed), dtype=np.float64, count=n)
+            la = np.fromiter((p[1] for p in parsed), dtype=np.float64, count=n)
+            keys = [[p[2][f] for p in parsed] for f in range(n_fields)]
+            tx_ids = [p[3] for p in parsed]
+        else:
+            ts, la, keys, tx_ids = columns
+        rev_pos, rev_tx, rev_lab = self._check_reveals(reveals, n)
         slots = np.empty((n, n_fields), dtype=np.int64)
-        resets = np.zeros((n, n_fields), dtype=np.bool_)
+        resets = np.empty((n, n_fields), dtype=np.bool_)
+        for f in range(n_fields):
+            slots[:, f], resets[:, f] = self._stores[f].slots_for(keys[f])
+        assigned = self._assign_rows(tx_ids, rev_pos, rev_tx, rev_lab)
+        if assigned is None:
+            assigned = self._assign_rows_in_turn(tx_ids, rev_pos, rev_tx, rev_lab)
+        rows, rev_pos, rev_row, rev_lab = assigned
+        return self._run(ts, la, slots, resets, rev_pos, rev_row, rev_lab, rows)
+
+    def _columns(self, events: Sequence[Mapping[str, Any]]
+                 ) -> tuple[np.ndarray, np.ndarray, list[list[Any]], list[Any]] | None:
+        """``(ts, log1p(amount), keys per field, tx_ids)`` of a batch whose events all
+        take the common form (dicts, string or integer keys, times in seconds, a float
+        amount in ``features``), read column by column; None for anything else, which
+        :meth:`_parse` then reads event by event (and names what is wrong)."""
+        if set(map(type, events)) != {dict}:
+            return None
+        keys = []
+        for field in self.keys:
+            column = [e.get(field) for e in events]
+            if not set(map(type, column)) <= _PLAIN_KEYS:
+                return None
+            keys.append(column)
+        time_field = self.time_field
+        times = [e.get(time_field) for e in events]
+        if set(map(type, times)) != {float}:
+            return None
+        ts = np.array(times, dtype=np.float64)
+        features = [e.get("features") for e in events]
+        if set(map(type, features)) != {dict}:
+            return None
+        amount = self.amount
+        values = [f.get(amount) for f in features]
+        if set(map(type, values)) != {float}:
+            return None
+        amounts = np.array(values, dtype=np.float64)
+        if not (np.isfinite(ts).all() and np.isfinite(amounts).all() and (amounts >= 0).all()):
+            return None
+        la = np.fromiter(map(math.log1p, values), dtype=np.float64, count=len(values))
+        id_field = self.id_field
+        return ts, la, keys, [e.get(id_field) for e in events]
+
+    @staticmethod
+    def _check_reveals(reveals: Iterable[tuple[int, Hashable, Any]], n: int
+                       ) -> tuple[list[int], list[Hashable], list[float]]:
+        """Positions, transaction ids and labels (as floats) of ``reveals``, checked."""
+        rev = list(reveals)
+        if not rev:
+            return [], [], []
+        positions = [r[0] for r in rev]
+        tx_ids = [r[1] for r in rev]
+        labels = [r[2] for r in rev]
+        if set(map(type, labels)) <= {int, float} and set(labels) <= {0, 1}:
+            labels = [float(v) for v in labels]
+        else:
+            labels = [_as_label(v) for v in labels]
+        plain = set(map(type, positions)) == {int}
+        if plain:
+            p = np.array(positions, dtype=np.int64)
+        if not (plain and p[0] >= 0 and p[-1] <= n and bool((p[1:] >= p[:-1]).all())):
+            last = 0
+            for pos in positions:
+                if not (isinstance(pos, int | np.integer) and last <= pos <= n):
+                    raise ValueError(f"reveal positions must be sorted integers in [0, {n}]")
+                last = pos
+        return positions, tx_ids, labels
+
+    def _assign_rows(self, tx_ids: list[Any], rev_pos: list[int], rev_tx: list[Hashable],
+                     rev_lab: list[float]
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """Pending rows of a batch's events and the rows its reveals train on, at once:
+        for the usual batch (new, distinct transaction ids; free rows ahead; reveals of
+        earlier transactions only) nothing depends on the order of the two. None for any
+        other batch, which :meth:`_assign_rows_in_turn` resolves step by step."""
+        n = len(tx_ids)
+        pending = self._pending
+        buf_tx = self._buf_tx
+        cap = self.max_pending
+        if n > cap or None in tx_ids:
+            return None
+        try:
+            batch_ids = set(tx_ids)
+            if len(batch_ids) != n or not pending.keys().isdisjoint(batch_ids):
+                return None
+            found = [pending.get(tx) for tx in rev_tx]
+            unknown = [tx for tx, row in zip(rev_tx, found, strict=True) if row is None]
+            if not batch_ids.isdisjoint(unknown):
+                return None
+        except TypeError:
+            return None
+        start = self._seq % cap
+        ahead = buf_tx[start:start + n] + buf_tx[:max(start + n - cap, 0)]
+        if ahead.count(None) != n:
+            return None
+        rev_row = [r for r in found if r is not None]
+        # A transaction revealed twice in the batch resolves only the first time.
+        if len(set(rev_row)) != len(rev_row):
+            return None
+        for tx in rev_tx:
+            row = pending.pop(tx, None)
+            if row is not None:
+                buf_tx[row] = None
+        self.n_unknown_reveals += len(unknown)
+        keep = [r is not None for r in found]
+        rows = (self._seq + np.arange(n, dtype=np.int64)) % cap
+        self._seq += n
+        pending.update(zip(tx_ids, rows.tolist(), strict=True))
+        end = start + n
+        buf_tx[start:min(end, cap)] = tx_ids[:cap - start]
+        if end > cap:
+            buf_tx[:end - cap] = tx_ids[cap - start:]
+        return (rows, np.asarray(rev_pos, dtype=np.int64)[keep],
+                np.asarray(rev_row, dtype=np.int64),
+                np.asarray(rev_lab, dtype=np.float64)[keep])
+
+    def _assign_rows_in_turn(self, tx_ids: list[Any], rev_pos: list[int],
+                             rev_tx: list[Hashable], rev_lab: list[float]
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """What :meth:`_assign_rows` does, following the batch step by step: reveals
+        resolved in order with the rows assigned so far, as the per-event loop would."""
+        n = len(tx_ids)
         rows = np.full(n, -1, dtype=np.int64)
-        rev_pos = np.empty(len(rev), dtype=np.int64)
-        rev_row = np.empty(len(rev), dtype=np.int64)
-        rev_lab = np.empty(len(rev), dtype=np.float64)
+        out_pos = np.empty(len(rev_pos), dtype=np.int64)
+        out_row = np.empty(len(rev_pos), dtype=np.int64)
+        out_lab = np.empty(len(rev_pos), dtype=np.float64)
         kept = 0
         j = 0
         cap = self.max_pending
         pending = self._pending
         buf_tx = self._buf_tx
         for i in range(n + 1):
-            # Resolve reveals in order with the rows assigned so far, as the loop would.
-            while j < len(rev) and rev[j][0] <= i:
-                row = pending.pop(rev[j][1], None)
+            while j < len(rev_pos) and rev_pos[j] <= i:
+                row = pending.pop(rev_tx[j], None)
                 if row is None:
                     self.n_unknown_reveals += 1
                 else:
                     buf_tx[row] = None
-                    rev_pos[kept] = i
-                    rev_row[kept] = row
-                    rev_lab[kept] = labels[j]
+                    out_pos[kept] = i
+                    out_row[kept] = row
+                    out_lab[kept] = rev_lab[j]
                     kept += 1
                 j += 1
             if i == n:
                 break
-            _, _, keys, tx_id = parsed[i]
-            for f in range(n_fields):
-                slots[i, f], resets[i, f] = self._stores[f].slot_for(keys[f])
+            tx_id = tx_ids[i]
             if tx_id is not None:
                 row = self._seq % cap
                 self._seq += 1
@@ -449,8 +570,7 @@ class FraudDetector(base.AnomalyDetector):
                 pending[tx_id] = row
                 buf_tx[row] = tx_id
                 rows[i] = row
-        return self._run(ts, la, slots, resets, rev_pos[:kept], rev_row[:kept],
-                         rev_lab[:kept], rows)
+        return rows, out_pos[:kept], out_row[:kept], out_lab[:kept]
 
     def _run(self, ts: np.ndarray, la: np.ndarray, slots: np.ndarray, resets: np.ndarray,
              rev_pos: np.ndarray, rev_row: np.ndarray, rev_lab: np.ndarray, rows: np.ndarray
