@@ -144,9 +144,10 @@ class DeliveryError(SinkError):
             parts.append(f"{len(failures)} write(s) failed (first: {first.topic}: {first.error})")
         if unacknowledged:
             parts.append(f"{unacknowledged} write(s) unacknowledged at the flush timeout")
-        super().__init__("; ".join(parts) or "delivery failed")
+        super().__init__("; ".join(parts) or "delivery failed",
+                         failed_topics=(f.topic for f in failures),
+                         unacknowledged=unacknowledged)
         self.failures = failures
-        self.unacknowledged = unacknowledged
 
 
 class TrackedSink(Sink):
@@ -370,6 +371,32 @@ class TrackedSink(Sink):
         self._collect()
         with self._lock:
             return list(self._failures)
+
+    def check_delivery(self) -> int:
+        """Without waiting: take the outcomes the client holds and return the number of
+        writes still unanswered.
+
+        A producer that failed in a way it does not recover from is replaced, as by
+        :meth:`flush`; a stuck one is left to the next :meth:`flush` to find.
+
+        Raises
+        ------
+        DeliveryError
+            If a write since the previous flush or check failed. Its ``unacknowledged``
+            counts the writes dropped with a replaced producer; otherwise it is 0 and the
+            writes still unanswered stay counted. Failures are reported once.
+        """
+        self._collect()
+        with self._lock:
+            failures, self._failures = self._failures, []
+            unanswered = self._pending
+        if failures:
+            dropped = 0
+            if self._must_replace(failures):
+                self._replace_producer()
+                dropped = unanswered  # their reports will be ignored: count them lost
+            raise DeliveryError(failures, dropped)
+        return unanswered
 
     def flush(self, timeout_s: float = 10.0) -> None:
         """Wait until every write so far is acknowledged.
