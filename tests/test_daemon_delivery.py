@@ -116,3 +116,45 @@ def test_commits_never_pass_outputs_missing_on_the_broker_without_a_flush_per_po
     # Cadence checkpoints (every 150 events per partition) and the stop's.
     assert counts["commits"] >= 3
     assert counts["flushes"] <= counts["commits"] + 1 < counts["polls"] // 2
+
+
+@pytest.mark.parametrize("client", ["kafka-python", "librdkafka"])
+def test_acknowledgements_and_failures_are_taken_without_a_flush(private_broker, client):
+    from stream_rnn.io import DeliveryError
+
+    broker = private_broker.start()
+    topic = broker.create_topic(partitions=2)
+    _, sink_cls = kafka_classes(client)
+    sink = sink_cls(bootstrap_servers=broker.bootstrap, delivery_timeout_s=2.0,
+                    max_block_s=1.0, connect_timeout_s=1.0, reconnect_backoff_max_s=1.0)
+    try:
+        assert sink.connect(10.0)
+        for i in range(500):
+            sink.send(topic, f"k{i % 20}".encode(), b"ok", context=("ok", i))
+        assert 0 < sink.check_delivery() <= 500
+        deadline = time.monotonic() + 20
+        while sink.check_delivery():  # answered in the background
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+
+        broker.kill()
+        for i in range(300):
+            sink.send(topic, f"k{i % 20}".encode(), b"lost", context=("lost", i))
+        started = time.monotonic()
+        failures = []
+        with pytest.raises(DeliveryError) as info:
+            while time.monotonic() - started < 20:
+                sink.check_delivery()
+                time.sleep(0.05)
+        # Reported as they fail, possibly in more than one check: take them all.
+        failures.extend(info.value.failures)
+        while len(failures) < 300 and time.monotonic() - started < 20:
+            try:
+                sink.check_delivery()
+            except DeliveryError as more:
+                failures.extend(more.failures)
+            time.sleep(0.05)
+        assert sorted(f.context for f in failures) == [("lost", i) for i in range(300)]
+        assert sink.check_delivery() == 0  # each failure is reported once
+    finally:
+        sink.close()
