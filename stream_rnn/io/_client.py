@@ -156,9 +156,11 @@ class TrackedSink(Sink):
     :meth:`send` does not raise for broker trouble: a write that cannot be made becomes a
     :class:`FailedSend`, and :meth:`flush` raises :class:`DeliveryError` (a
     :class:`~stream_rnn.io.base.SinkError`) listing them, so the runner never commits past
-    an output that was not acknowledged. :meth:`failures` shows them without raising. A
-    producer that is stuck or broken is replaced; reports of its writes that come later are
-    ignored (they were counted as unacknowledged when it was replaced).
+    an output that was not acknowledged. :meth:`check_delivery` raises the same without
+    waiting for writes still in flight (the runner calls it after every poll), and
+    :meth:`failures` shows them without raising. A producer that is stuck or broken is
+    replaced; reports of its writes that come later are ignored (they were counted as
+    unacknowledged when it was replaced).
 
     A subclass builds its client's settings in :meth:`_configure` and provides
     :meth:`_reconnect`, :meth:`_flush_producer`, :meth:`_must_replace`,
