@@ -12,8 +12,10 @@ one after the other so they do not compete for the CPU:
     The stack's source (the daemon's consumer, as a group member) reading them back.
 ``floor``
     The same consumer and producer with no model: read, ``parse_event``, build an output
-    record, ``encode_score``, send, flush after every poll (as the runner does). This is
-    the most a model-serving process can do on this client stack and machine.
+    record, ``encode_score``, send; after every poll take the acknowledgements known so
+    far, waiting for them only past the runner's bound on unacknowledged outputs, and at
+    the end (as the runner does, which also waits before each checkpoint). This is the
+    most a model-serving process can do on this client stack and machine.
 ``serve``
     The real :class:`~stream_rnn.daemon.Runner` (sensor task, LSTM, hidden 32, update
     every 16, default checkpoint cadence) over the same N events, from the first record
@@ -28,9 +30,12 @@ one after the other so they do not compete for the CPU:
     The output record's CreateTime, stamped by the runner's producer when the runner hands
     it the score, splits it in two: ``to_produce`` (event sent -> score produced: the input
     side's broker and fetch wait, waiting behind the batch in progress, parsing and the
-    model) and ``after_produce`` (the runner's flush and the broker's acknowledgement, then
+    model) and ``after_produce`` (the producer's linger, the broker's acknowledgement, then
     the observer's own fetch wait). ``to_ack`` is the runner's own end: event sent -> the
-    flush covering its score returned (the score is on the broker), without the observer.
+    runner learns that its score is on the broker (its acknowledgement is taken after a
+    poll, or by a flush), without the observer. Acknowledgements are counted, not matched
+    to writes: the oldest outputs are taken as the acknowledged ones, which they nearly
+    are (each partition acknowledges in order).
     The pacer and the observer use librdkafka whichever stack is measured (they are the
     equipment).
 
@@ -93,6 +98,7 @@ SPLIT = (
     ("model", "model (score + learn)"),
     ("encode", "encode (encode_score)"),
     ("send", "produce enqueue (sink.send)"),
+    ("check", "acks taken (sink.check_delivery)"),
     ("flush", "flush/acks (sink.flush)"),
     ("checkpoint", "checkpoint write"),
     ("commit", "offset commit"),
@@ -430,6 +436,7 @@ def _consume(bootstrap: str, topic: str, group: str, n: int, max_poll_records: i
              fetch_max_wait_ms: int | None, with_output: str | None, timeout_s: float
              ) -> dict[str, Any]:
     """Consumer only (``with_output`` None) or the no-model floor (outputs to it)."""
+    from stream_rnn.config import LimitsConfig
     from stream_rnn.daemon import freeze_startup_heap
     from stream_rnn.io.events import encode_score, parse_event
 
@@ -447,7 +454,8 @@ def _consume(bootstrap: str, topic: str, group: str, n: int, max_poll_records: i
     # The runner's garbage-collector settings (frozen start-up heap, rare young
     # collections): the floor must not pay for collections serve no longer makes.
     freeze_startup_heap()
-    count = rebalances = first_batch = 0
+    max_unacked = LimitsConfig().max_unacked_outputs  # what serve uses
+    count = rebalances = first_batch = flushes = 0
     t_first = t_last = None
     cpu0 = 0.0
     deadline = time.monotonic() + timeout_s
@@ -472,10 +480,13 @@ def _consume(bootstrap: str, topic: str, group: str, n: int, max_poll_records: i
                     body = {"src": record.src, "ts": event.ts, "score": 0.5, "flag": False,
                             "model_version": 0, "key": event.keys[0]}
                     sink.send(with_output, record.key, encode_score(body))
-            if got:
-                if with_output is not None:
-                    sink.flush(30.0)
-                count += got
+            if with_output is not None and sink.check_delivery() > max_unacked:
+                sink.flush(30.0)
+                flushes += 1
+            count += got
+        if with_output is not None:
+            sink.flush(30.0)  # the window closes when the last output is acknowledged
+            flushes += 1
         t_last = time.perf_counter()
         cpu = time.process_time() - cpu0
     finally:
@@ -487,7 +498,7 @@ def _consume(bootstrap: str, topic: str, group: str, n: int, max_poll_records: i
     # count (with output, its processing falls inside the window, as for the runner).
     timed = count - first_batch if with_output is None and count > first_batch else count
     return {"events": count, "seconds": seconds, "events_per_s": timed / seconds,
-            "cpu_seconds": cpu, "rebalances_during": rebalances}
+            "cpu_seconds": cpu, "rebalances_during": rebalances, "flushes": flushes}
 
 
 def _serve(bootstrap: str, topic: str, out_topic: str, dlq: str, group: str, n: int,
@@ -507,7 +518,8 @@ def _serve(bootstrap: str, topic: str, out_topic: str, dlq: str, group: str, n: 
     pc = time.perf_counter
     acc = {name: 0.0 for name, _ in SPLIT if name != "other"}
     after = dict(acc)  # after the last output: the shutdown's flush, checkpoint, commit
-    calls = {"poll": 0, "flush": 0, "checkpoint": 0, "commit": 0, "rebalance": 0}
+    calls = {"poll": 0, "check": 0, "flush": 0, "checkpoint": 0, "commit": 0,
+             "rebalance": 0}
     state: dict[str, Any] = {"t_first": None, "t_last": None, "sent": 0, "acked": 0,
                              "frozen": None, "cpu0": 0.0, "thread_cpu0": 0.0}
 
@@ -554,6 +566,14 @@ def _serve(bootstrap: str, topic: str, out_topic: str, dlq: str, group: str, n: 
                     super().send(topic, key, value, headers, context=context)
                 finally:
                     add("send", pc() - t)
+
+        def check_delivery(self) -> int:
+            t = pc()
+            try:
+                return super().check_delivery()
+            finally:
+                add("check", pc() - t)
+                count("check")
 
         def flush(self, timeout_s: float = 10.0) -> None:
             t = pc()
@@ -621,8 +641,10 @@ def _serve(bootstrap: str, topic: str, out_topic: str, dlq: str, group: str, n: 
     deadline = time.monotonic() + timeout_s
     source, sink = runner.source, runner.sink
     try:
-        # run() returns through shutdown(): flush, final checkpoint, commit (timed apart).
-        runner.run(until=lambda: state["acked"] >= n or time.monotonic() > deadline)
+        # Once every output is sent, run() returns through shutdown(): its flush closes
+        # the window (the last output acknowledged); the final checkpoint and commit
+        # follow, timed apart.
+        runner.run(until=lambda: state["sent"] >= n or time.monotonic() > deadline)
     finally:
         source.close()
         sink.close()
@@ -655,21 +677,34 @@ def _serve_latency(ready: Any, stop: Any, bootstrap: str, topic: str, out_topic:
     unacked: list[float] = []
     acked: list[tuple[float, float]] = []  # (event ts, wall clock when its output was acked)
 
-    class AckedRunner(Runner):
-        """Notes when each event's output is acknowledged (the flush that covers it
-        returned): where the runner's part of the latency ends."""
+    _, sink_base = _classes()
 
-        def _emit(self, task: Any, valid: Any, scored: Any) -> None:
-            super()._emit(task, valid, scored)
-            unacked.extend(event.ts for _, event in valid)
+    class AckedSink(sink_base):  # type: ignore[misc,valid-type]
+        """Notes when the runner learns that outputs are acknowledged (a check after a
+        poll, or a flush): where the runner's part of the latency ends."""
 
-        def _flush(self) -> None:
-            super()._flush()
+        def check_delivery(self) -> int:
+            unanswered = super().check_delivery()
+            # Counted, not matched: the oldest outputs are taken as the acknowledged ones.
+            done = len(unacked) - unanswered
+            if done > 0:
+                now = time.time()
+                acked.extend((ts, now) for ts in unacked[:done])
+                del unacked[:done]
+            return unanswered
+
+        def flush(self, timeout_s: float = 10.0) -> None:
+            super().flush(timeout_s)
             now = time.time()
             acked.extend((ts, now) for ts in unacked)
             unacked.clear()
 
-    runner = _build_runner(config, fetch_max_wait_ms, AckedRunner)
+    class AckedRunner(Runner):
+        def _emit(self, task: Any, valid: Any, scored: Any) -> None:
+            super()._emit(task, valid, scored)
+            unacked.extend(event.ts for _, event in valid)
+
+    runner = _build_runner(config, fetch_max_wait_ms, AckedRunner, sink_cls=AckedSink)
     _connect_sink(runner.sink, out_topic)
     deadline = time.monotonic() + timeout_s
     try:
@@ -870,9 +905,9 @@ def latency_summary(observed: list[tuple[float, ...]], since_wall: float) -> dic
 
 def acked_summary(acked: list[tuple[float, float]], since_wall: float) -> dict[str, float]:
     """p50/p95/p99/max in ms of ``acked - sent`` for events sent at or after
-    ``since_wall``: event sent -> its score acknowledged by the broker (the runner's flush
-    that covers it returned), the daemon's event-to-score latency without the fetch wait
-    of whoever reads the scores."""
+    ``since_wall``: event sent -> the runner learns that its score is acknowledged by the
+    broker, the daemon's event-to-score latency without the fetch wait of whoever reads
+    the scores."""
     timed = [(done - sent) * 1000.0 for sent, done in acked if sent >= since_wall]
     if not timed:
         raise RuntimeError("no timed output was acknowledged")
@@ -1109,7 +1144,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"  CPU: process {s['cpu_seconds']:.2f} s = runner thread "
         f"{s['main_thread_cpu_seconds']:.2f} s + Kafka client threads {io_cpu:.2f} s; "
         f"rebalances {s['rebalances']:.0f}; checkpoints {s['calls']['checkpoint']}, "
-        f"flushes {s['calls']['flush']}, polls {s['calls']['poll']}",
+        f"flushes {s['calls']['flush']} (floor {floor.get('flushes', 0)}), "
+        f"polls {s['calls']['poll']}",
         f"  after the window, the clean stop's final checkpoint of {s['partitions']} "
         f"partitions took {s['final_checkpoint_seconds']:.3f} s",
         "",

@@ -198,6 +198,15 @@ class LimitsConfig:
     poll_timeout_seconds: float = 0.2
     shutdown_timeout_seconds: float = 25.0
     max_backoff_seconds: float = 10.0
+    #: Outputs and dead letters sent but not yet acknowledged beyond which the runner stops
+    #: to wait for them (checked after each poll). Below it, it only waits before a
+    #: checkpoint, a revocation or a stop.
+    max_unacked_outputs: int = 10_000
+
+    def __post_init__(self) -> None:
+        if self.max_unacked_outputs < 1:
+            raise ConfigError(f"limits.max_unacked_outputs: must be >= 1, got "
+                              f"{self.max_unacked_outputs}")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,16 @@ Delivery, per partition (a "task", as in Kafka Streams):
    scorer state and the next offset to read);
 3. only then are offsets committed.
 
+Sends are pipelined: the client delivers them in the background while the runner goes on
+polling, and after each poll the runner only takes the outcomes known so far
+(``Sink.check_delivery``). It waits for every acknowledgement (``Sink.flush``) only where
+the order above needs it: before a checkpoint, on revocation and at a stop; and when more
+than ``[limits] max_unacked_outputs`` writes are unanswered. A partition whose dead letter
+could not be written is paused (and checkpointed no further) until it is written. A failed
+output, or one whose fate is unknown, cannot be resent as it was (the model has moved on):
+every partition goes back to its checkpoint and reads again from there, as after a crash,
+so the output is scored again rather than lost.
+
 On assignment a partition restores its checkpoint and seeks to its offset (or starts
 fresh). On revocation it is checkpointed and committed before it is released. Lost
 partitions are dropped without committing. After a crash, records since the last
@@ -120,9 +130,11 @@ class PartitionTask:
     next_offset: int = 0
     events_since_checkpoint: int = 0
     last_checkpoint: float = field(default_factory=time.monotonic)
-    #: Dead letters not yet acknowledged: while any remain the partition is paused and no
-    #: checkpoint may cover them.
+    #: Dead letters sent since the last successful flush: no checkpoint may cover them
+    #: before they are acknowledged.
     undelivered: list[tuple[str, bytes | None, bytes, tuple]] = field(default_factory=list)
+    #: A dead letter failed: the partition is paused until ``undelivered`` is written again.
+    held: bool = False
 
 
 class Runner:
@@ -153,7 +165,10 @@ class Runner:
         # Which partition saw an event id recently, so a delayed label finds its model.
         self._event_owner: OrderedDict[str, Partition] = OrderedDict()
         self._live_keys = set(config.metrics.live_keys)
-        self._backoff = 0.0
+        self._backoff = 0.0  # monotonic time before which a failed write is not retried
+        self._failures_in_row = 0
+        # Partitions paused after going back to their checkpoint, until the backoff ends.
+        self._rewound: set[Partition] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -205,6 +220,7 @@ class Runner:
         for request in self.source.rebalance_requests():
             self._handle_rebalance(request)
         self._retry_dead_letters()
+        self._resume_rewound()
         self.metrics.ready.set(1.0 if self.source.ready() else 0.0)
         batches = self.source.poll(self.config.limits.poll_timeout_seconds,
                                    self.config.limits.max_poll_records)
@@ -227,12 +243,9 @@ class Runner:
         if labels:
             # After the events of the same poll: a label may follow its event closely.
             self._apply_labels(labels)
-        if n:
-            try:
-                self._flush()
-            except SinkError as exc:
-                self._on_sink_failure(exc)
-                return True
+        # Also when idle: outcomes arrive after the poll that sent the writes.
+        if not self._check_delivery():
+            return n > 0
         # Also when idle: the time cadence must cover the tail of a quiet stream.
         self._maybe_checkpoint()
         self._update_lag()
@@ -404,38 +417,94 @@ class Runner:
         self.metrics.events_dead_lettered.labels(error.reason).inc()
 
     def _retry_dead_letters(self) -> None:
-        paused = [t for t in self.tasks.values() if t.undelivered]
-        if not paused or time.monotonic() < self._backoff:
+        held = [t for t in self.tasks.values() if t.held]
+        if not held or time.monotonic() < self._backoff:
             return
-        for task in paused:
+        for task in held:
             for item in task.undelivered:
                 self.sink.send(*item)
         try:
-            self.sink.flush(self.config.limits.shutdown_timeout_seconds)
+            self._flush()
         except SinkError as exc:
             self._on_sink_failure(exc)
             return
-        for task in paused:
+        for task in held:
             task.undelivered.clear()
-        self.source.resume([t.partition for t in paused])
-        self._backoff = 0.0
+            task.held = False
+        self.source.resume([t.partition for t in held])
+
+    # ------------------------------------------------------------------ delivery
+
+    def _check_delivery(self) -> bool:
+        """Take the write outcomes known now, and wait for all of them if too many are
+        unanswered. Returns False after a failure (handled: nothing is committed now)."""
+        try:
+            if self.sink.check_delivery() > self.config.limits.max_unacked_outputs:
+                self._flush()
+        except SinkError as exc:
+            self._on_sink_failure(exc)
+            return False
+        return True
 
     def _flush(self) -> None:
+        """Wait until every write so far is acknowledged (raises SinkError otherwise)."""
         self.sink.flush(self.config.limits.shutdown_timeout_seconds)
+        self._failures_in_row = 0
         for task in self.tasks.values():
-            task.undelivered.clear()
+            if not task.held:  # its failed dead letters are not among the acknowledged
+                task.undelivered.clear()
 
     def _on_sink_failure(self, exc: SinkError) -> None:
-        """Outputs were not acknowledged: hold every partition with unacknowledged dead
-        letters, and commit nothing until a later flush succeeds."""
-        log.warning("output flush failed: %s", exc)
+        """Writes failed: commit nothing past them, and wait a backoff before trying again.
+
+        Failed dead letters are kept by their partitions: those with any are paused until
+        they are written. Any other write that failed or may be lost is an output: every
+        partition goes back to its checkpoint (see :meth:`_rewind`).
+        """
+        log.warning("writes not acknowledged: %s", exc)
         self.metrics.ready.set(0.0)
-        held = [t.partition for t in self.tasks.values() if t.undelivered]
-        if held:
-            self.source.pause(held)
+        self._failures_in_row += 1
         delay = min(self.config.limits.max_backoff_seconds,
-                    max(0.5, 2 * (self._backoff and 1.0)))
+                    0.5 * 2.0 ** min(self._failures_in_row - 1, 16))
         self._backoff = time.monotonic() + delay
+        dlq = self.config.kafka.dlq_topic
+        if exc.failed_topics and exc.failed_topics <= {dlq} and not exc.unacknowledged:
+            held = [t for t in self.tasks.values() if t.undelivered and not t.held]
+            for task in held:
+                task.held = True
+            if held:
+                self.source.pause([t.partition for t in held])
+            return
+        self._rewind()
+
+    def _rewind(self) -> None:
+        """Some output may be lost: go back to every partition's checkpoint (its outputs
+        were all acknowledged), pause until the backoff ends, then read again from there.
+        Outputs after the checkpoint are sent again: duplicates, never gaps."""
+        tasks = list(self.tasks.values())
+        if not tasks:
+            return
+        log.error("outputs may be lost; going back to the last checkpoint of %s",
+                  ", ".join(str(t.partition) for t in tasks))
+        for task in tasks:
+            restored = self._restore(task.partition)
+            task.model = restored.model
+            task.next_offset = restored.next_offset
+            task.events_since_checkpoint = 0
+            task.undelivered.clear()  # reading again writes them again
+            task.held = False
+            self.source.seek(task.partition, task.next_offset)
+        parts = [t.partition for t in tasks]
+        self.source.pause(parts)
+        self._rewound.update(parts)
+
+    def _resume_rewound(self) -> None:
+        if not self._rewound or time.monotonic() < self._backoff:
+            return
+        live = [p for p in self._rewound if p in self.tasks]
+        self._rewound.clear()
+        if live:
+            self.source.resume(live)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -443,17 +512,23 @@ class Runner:
         st = self.config.state
         now = time.monotonic()
         due = [t for t in self.tasks.values()
-               if not t.undelivered and t.events_since_checkpoint > 0
+               if not t.held and t.events_since_checkpoint > 0
                and (t.events_since_checkpoint >= st.checkpoint_every_events
                     or now - t.last_checkpoint >= st.checkpoint_every_seconds)]
-        if due:
-            self._checkpoint_and_commit(due)
+        if not due:
+            return
+        try:
+            self._flush()
+        except SinkError as exc:
+            self._on_sink_failure(exc)
+            return
+        self._checkpoint_and_commit(due)
 
     def _checkpoint_and_commit(self, tasks: list[PartitionTask]) -> None:
         """Checkpoint ``tasks`` (outputs already flushed), then commit their offsets."""
         offsets = {}
         for task in tasks:
-            if task.undelivered:
+            if task.held or task.undelivered:
                 continue
             self._write_checkpoint(task)
             offsets[task.partition] = task.next_offset
@@ -556,17 +631,24 @@ class Runner:
                     self.source.seek(partition, task.next_offset)
             elif kind == "revoked":
                 owned = [self.tasks[p] for p in request.partitions if p in self.tasks]
+                failure = None
                 try:
                     self._flush()
                     self._checkpoint_and_commit(owned)
                 except SinkError as exc:
                     log.warning("revoking %s without a final checkpoint: %s",
                                 request.partitions, exc)
+                    failure = exc
                 for task in owned:
                     del self.tasks[task.partition]
+                    self._rewound.discard(task.partition)
                     self._forget_partition_series(task.partition)
+                if failure is not None:
+                    # The partitions kept may have lost outputs too.
+                    self._on_sink_failure(failure)
             elif kind == "lost":
                 for partition in request.partitions:
+                    self._rewound.discard(partition)
                     if self.tasks.pop(partition, None) is not None:
                         self._forget_partition_series(partition)
             self.metrics.assigned_partitions.set(len(self.tasks))

@@ -413,3 +413,179 @@ def test_the_start_up_heap_is_frozen_once_after_the_first_batch(tmp_path, monkey
     growth = [[] for _ in range(daemon.GC_YOUNG_THRESHOLD + 1000)]
     del growth
     assert gone_later() is None
+
+
+# ---------------------------------------------------------------------- pipelined delivery
+
+
+def _offsets_scored(sink, topic="scores"):
+    """{partition: set of input offsets whose output the sink acknowledged}."""
+    done = {}
+    for o in _outputs(sink, topic):
+        _, partition, offset = o["src"].rsplit(":", 2)
+        done.setdefault(int(partition), set()).add(int(offset))
+    return done
+
+
+class _CommitChecking(MemorySource):
+    """Checks at every commit that each output below the committed offsets was
+    acknowledged by the sink already."""
+
+    def __init__(self, sink, without_output=()):
+        super().__init__()
+        self.sink = sink
+        self.without_output = set(without_output)  # (partition, offset) of bad records
+        self.commits = 0
+        self.polls = 0
+
+    def poll(self, timeout_s, max_records):
+        self.polls += 1
+        return super().poll(timeout_s, max_records)
+
+    def commit(self, offsets):
+        scored = _offsets_scored(self.sink)
+        for p, offset in offsets.items():
+            missing = {o for o in range(offset) if (p.partition, o) not in
+                       self.without_output} - scored.get(p.partition, set())
+            assert not missing, f"committing {p} at {offset} before outputs {sorted(missing)[:5]}"
+        self.commits += 1
+        super().commit(offsets)
+
+
+def test_outputs_are_not_waited_for_after_every_poll_but_before_every_commit(tmp_path):
+    sink = MemorySink()
+    source = _CommitChecking(sink)
+    _fill(source, n=100, partitions=2, sensors=4)
+    source.assign_all()
+    runner, _ = _runner(_config(tmp_path, **{"state.checkpoint_every_events": 60,
+                                             "limits.max_poll_records": 10}), source, sink)
+    runner.run(max_idle_polls=2)
+    assert source.commits >= 400 // 60  # the cadence, and the stop
+    assert sink.flushes <= source.commits + 2 < source.polls // 4
+    assert _offsets_scored(sink) == {0: set(range(200)), 1: set(range(200))}
+
+
+def test_too_many_unacknowledged_outputs_force_a_flush(tmp_path):
+    backlog_at_flush = []
+
+    class Watching(MemorySink):
+        def flush(self, timeout_s):
+            backlog_at_flush.append(len(self._pending))
+            super().flush(timeout_s)
+
+    sink = Watching()
+    source = MemorySource()
+    _fill(source, n=60, partitions=1, sensors=2)
+    source.assign_all()
+    runner, _ = _runner(_config(tmp_path, **{"state.checkpoint_every_events": 1_000_000,
+                                             "limits.max_poll_records": 10,
+                                             "limits.max_unacked_outputs": 25}),
+                        source, sink)
+    for _ in range(12):
+        runner.step()
+    # No checkpoint is due: only the bound flushes, once more than 25 wait (after 3 polls).
+    assert backlog_at_flush == [30, 30, 30, 30]
+    assert source.committed == {}
+
+
+def test_an_unacknowledged_backlog_bound_below_one_is_a_clear_error(tmp_path):
+    from stream_rnn.config import ConfigError
+
+    with pytest.raises(ConfigError, match="limits.max_unacked_outputs: must be >= 1"):
+        _config(tmp_path, **{"limits.max_unacked_outputs": 0})
+
+
+def _reference_state(tmp_path, records_fill):
+    source = MemorySource()
+    records_fill(source)
+    source.assign_all()
+    cfg = _config(tmp_path / "ref")
+    _runner(cfg, source)[0].run(max_idle_polls=2)
+    name = checkpoint_name(Partition(TOPIC, 0))
+    return read_checkpoint(tmp_path / "ref" / "ckpt", name)[1]
+
+
+@pytest.mark.parametrize("detected_by", ["check", "flush"])
+def test_a_failed_output_is_scored_again_not_lost(tmp_path, detected_by):
+    def fill(source):
+        _fill(source, n=60, partitions=1, sensors=3)
+
+    sink = MemorySink()
+    source = _CommitChecking(sink)
+    fill(source)
+    source.assign_all()
+    overrides = {"state.checkpoint_every_events": 40, "limits.max_poll_records": 10}
+    if detected_by == "flush":
+        # Failures then surface only when a checkpoint's flush finds them.
+        class Late(MemorySink):
+            def check_delivery(self):
+                return len(self._pending)
+
+        sink = source.sink = Late()
+    runner, _ = _runner(_config(tmp_path, **overrides), source, sink)
+    for _ in range(6):  # 60 records: one checkpoint at 40
+        runner.step()
+    p = Partition(TOPIC, 0)
+    assert source.committed[p] == 40
+    sink.fail_topics = {"scores"}
+    for _ in range(4):  # 40 more records, whose outputs fail
+        runner.step()
+    assert source.committed[p] == 40
+    assert p in source.paused  # back at its checkpoint, waiting out the backoff
+    sink.fail_topics = set()
+    runner._backoff = 0.0
+    runner.run(max_idle_polls=3)
+    assert source.committed[p] == 180
+    # Every output arrived (those after the checkpoint possibly twice), and the state is
+    # the uninterrupted run's.
+    assert _offsets_scored(sink) == {0: set(range(180))}
+    name = checkpoint_name(p)
+    arrays = read_checkpoint(tmp_path / "ckpt", name)[1]
+    reference = _reference_state(tmp_path, fill)
+    assert set(arrays) == set(reference)
+    for key in arrays:
+        np.testing.assert_array_equal(arrays[key], reference[key], err_msg=key)
+
+
+def test_an_output_failure_then_a_good_flush_does_not_commit_past_the_lost_outputs(tmp_path):
+    # The failure is reported once; the next flush succeeds. A checkpoint after it must
+    # not cover the outputs that failed.
+    sink = MemorySink()
+    source = _CommitChecking(sink)
+    _fill(source, n=50, partitions=1, sensors=2)
+    source.assign_all()
+    runner, _ = _runner(_config(tmp_path, **{"state.checkpoint_every_events": 15,
+                                             "limits.max_poll_records": 10}), source, sink)
+    sink.fail_topics = {"scores"}
+    runner.step()  # the outputs of 0-9 fail
+    sink.fail_topics = set()
+    runner._backoff = 0.0
+    runner.run(max_idle_polls=3)  # _CommitChecking fails the test on a commit past a gap
+    assert source.committed[Partition(TOPIC, 0)] == 100
+    assert _offsets_scored(sink) == {0: set(range(100))}
+
+
+def test_a_dead_letter_failure_holds_its_partition_while_the_others_checkpoint(tmp_path):
+    sink = MemorySink()
+    source = _CommitChecking(sink, without_output=[(0, 6)])
+    for t in range(30):
+        for p in (0, 1):
+            source.append(TOPIC, p, b"s1", _event(t, f"s{p}", float(t)))
+            if p == 0 and t == 5:
+                source.append(TOPIC, 0, b"s1", b"garbage")
+    source.assign_all()
+    runner, _ = _runner(_config(tmp_path, **{"state.checkpoint_every_events": 8,
+                                             "limits.max_poll_records": 4}), source, sink)
+    sink.fail_topics = {"dead-letters"}
+    for _ in range(30):
+        runner.step()
+    p0, p1 = Partition(TOPIC, 0), Partition(TOPIC, 1)
+    assert p0 in source.paused
+    assert source.committed.get(p0, 0) <= 5  # not past the dead letter at offset 6
+    assert source.committed[p1] == 24  # checkpoints (every 8) with flushes went on
+    sink.fail_topics = set()
+    runner._backoff = 0.0
+    runner.run(max_idle_polls=3)
+    assert p0 not in source.paused
+    assert [v for _, v, _ in sink.records["dead-letters"]] == [b"garbage"]
+    assert source.committed[p0] == 31

@@ -144,9 +144,10 @@ class DeliveryError(SinkError):
             parts.append(f"{len(failures)} write(s) failed (first: {first.topic}: {first.error})")
         if unacknowledged:
             parts.append(f"{unacknowledged} write(s) unacknowledged at the flush timeout")
-        super().__init__("; ".join(parts) or "delivery failed")
+        super().__init__("; ".join(parts) or "delivery failed",
+                         failed_topics=(f.topic for f in failures),
+                         unacknowledged=unacknowledged)
         self.failures = failures
-        self.unacknowledged = unacknowledged
 
 
 class TrackedSink(Sink):
@@ -155,9 +156,11 @@ class TrackedSink(Sink):
     :meth:`send` does not raise for broker trouble: a write that cannot be made becomes a
     :class:`FailedSend`, and :meth:`flush` raises :class:`DeliveryError` (a
     :class:`~stream_rnn.io.base.SinkError`) listing them, so the runner never commits past
-    an output that was not acknowledged. :meth:`failures` shows them without raising. A
-    producer that is stuck or broken is replaced; reports of its writes that come later are
-    ignored (they were counted as unacknowledged when it was replaced).
+    an output that was not acknowledged. :meth:`check_delivery` raises the same without
+    waiting for writes still in flight (the runner calls it after every poll), and
+    :meth:`failures` shows them without raising. A producer that is stuck or broken is
+    replaced; reports of its writes that come later are ignored (they were counted as
+    unacknowledged when it was replaced).
 
     A subclass builds its client's settings in :meth:`_configure` and provides
     :meth:`_reconnect`, :meth:`_flush_producer`, :meth:`_must_replace`,
@@ -370,6 +373,32 @@ class TrackedSink(Sink):
         self._collect()
         with self._lock:
             return list(self._failures)
+
+    def check_delivery(self) -> int:
+        """Without waiting: take the outcomes the client holds and return the number of
+        writes still unanswered.
+
+        A producer that failed in a way it does not recover from is replaced, as by
+        :meth:`flush`; a stuck one is left to the next :meth:`flush` to find.
+
+        Raises
+        ------
+        DeliveryError
+            If a write since the previous flush or check failed. Its ``unacknowledged``
+            counts the writes dropped with a replaced producer; otherwise it is 0 and the
+            writes still unanswered stay counted. Failures are reported once.
+        """
+        self._collect()
+        with self._lock:
+            failures, self._failures = self._failures, []
+            unanswered = self._pending
+        if failures:
+            dropped = 0
+            if self._must_replace(failures):
+                self._replace_producer()
+                dropped = unanswered  # their reports will be ignored: count them lost
+            raise DeliveryError(failures, dropped)
+        return unanswered
 
     def flush(self, timeout_s: float = 10.0) -> None:
         """Wait until every write so far is acknowledged.

@@ -78,7 +78,19 @@ class RebalanceRequest:
 
 
 class SinkError(RuntimeError):
-    """Records could not be delivered; nothing past them may be committed."""
+    """Records could not be delivered; nothing past them may be committed.
+
+    ``failed_topics`` names the topics of the writes known to have failed and
+    ``unacknowledged`` counts the writes whose outcome is still unknown (they may be lost
+    too). An error that says neither means any write since the last successful
+    :meth:`Sink.flush` may be lost.
+    """
+
+    def __init__(self, message: str, *, failed_topics: Iterable[str] = (),
+                 unacknowledged: int = 0) -> None:
+        super().__init__(message)
+        self.failed_topics = frozenset(failed_topics)
+        self.unacknowledged = unacknowledged
 
 
 class CommitError(RuntimeError):
@@ -133,12 +145,22 @@ class Source(ABC):
 
 
 class Sink(ABC):
-    """Where outputs go."""
+    """Where outputs go.
+
+    Writes are pipelined: :meth:`send` queues, the client delivers in the background,
+    :meth:`check_delivery` takes the outcomes known so far without waiting, and only
+    :meth:`flush` waits for every write to be answered.
+    """
 
     @abstractmethod
     def send(self, topic: str, key: bytes | None, value: bytes,
              headers: Sequence[tuple[str, bytes]] = ()) -> None:
         """Queue one record."""
+
+    @abstractmethod
+    def check_delivery(self) -> int:
+        """Without waiting: the number of queued records not acknowledged yet; raise
+        SinkError (once) if any record failed since the last flush or check."""
 
     @abstractmethod
     def flush(self, timeout_s: float) -> None:

@@ -835,10 +835,10 @@ class ConfluentSink(TrackedSink):
             self._failed(generation, message.topic(), message.key(), context,
                          KafkaException(error))
 
-    def failures(self) -> list[FailedSend]:
-        if self._producer is not None:
-            self._producer.poll(0)  # delivery reports are served by poll()
-        return super().failures()
+    def _collect(self) -> None:
+        producer = self._producer
+        if producer is not None:
+            producer.poll(0)  # delivery reports are served by poll(), on this thread
 
     def _flush_producer(self, producer: Producer, timeout_s: float) -> None:
         producer.flush(timeout_s)

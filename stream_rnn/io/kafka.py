@@ -628,8 +628,9 @@ class KafkaSink(TrackedSink):
     them without raising.
 
     Each write's future is kept (with its context) and read at :meth:`flush`,
-    :meth:`pending`, :meth:`failures` and :meth:`ready`, and every few thousand writes to
-    let go of the answered ones: no callback per write runs on kafka-python's IO thread.
+    :meth:`check_delivery`, :meth:`pending`, :meth:`failures` and :meth:`ready`, and every
+    few thousand writes to let go of the answered ones: no callback per write runs on
+    kafka-python's IO thread.
     Keys are partitioned by :class:`KeyHashPartitioner` (the partitions kafka-python's
     default picks) unless ``producer_options`` names another ``partitioner``.
 

@@ -103,22 +103,53 @@ class MemorySource(Source):
 
 
 class MemorySink(Sink):
-    """Collects sent records per topic; ``fail_topics`` makes sends to them fail on flush."""
+    """Collects sent records per topic; ``fail_topics`` makes sends to them fail.
+
+    A record counts as acknowledged (and appears in ``records``) only when :meth:`flush`
+    runs, so a runner that does not flush leaves its outputs unacknowledged, as a broker
+    that has not answered yet would. A failed record is reported by the next
+    :meth:`check_delivery` or :meth:`flush`, whichever comes first. ``flushes`` counts the
+    calls to :meth:`flush`.
+
+    Examples
+    --------
+    >>> sink = MemorySink()
+    >>> sink.send("scores", b"k", b"1")
+    >>> sink.check_delivery(), sink.records
+    (1, {})
+    >>> sink.flush(1.0)
+    >>> sink.check_delivery(), sink.records["scores"], sink.flushes
+    (0, [(b'k', b'1', ())], 1)
+    """
 
     def __init__(self) -> None:
         self.records: dict[str, list[tuple[bytes | None, bytes, tuple]]] = {}
         self._pending: list[tuple[str, bytes | None, bytes, tuple]] = []
         self.fail_topics: set[str] = set()
+        self.flushes = 0
 
     def send(self, topic: str, key: bytes | None, value: bytes,
              headers: Sequence[tuple[str, bytes]] = ()) -> None:
         self._pending.append((topic, key, value, tuple(headers)))
 
+    def check_delivery(self) -> int:
+        failed = [p for p in self._pending if p[0] in self.fail_topics]
+        if failed:
+            self._pending = [p for p in self._pending if p[0] not in self.fail_topics]
+            raise _failure(failed)  # the others stay on their way
+        return len(self._pending)
+
     def flush(self, timeout_s: float) -> None:
+        self.flushes += 1
         pending, self._pending = self._pending, []
         failed = [p for p in pending if p[0] in self.fail_topics]
         for topic, key, value, headers in pending:
             if topic not in self.fail_topics:
                 self.records.setdefault(topic, []).append((key, value, headers))
         if failed:
-            raise SinkError(f"{len(failed)} records to {sorted({f[0] for f in failed})} failed")
+            raise _failure(failed)
+
+
+def _failure(failed: list[tuple[str, bytes | None, bytes, tuple]]) -> SinkError:
+    topics = sorted({f[0] for f in failed})
+    return SinkError(f"{len(failed)} records to {topics} failed", failed_topics=topics)
