@@ -59,7 +59,7 @@ import tempfile
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -720,6 +720,52 @@ def _serve_latency(ready: Any, stop: Any, bootstrap: str, topic: str, out_topic:
     return {"warmup_seconds": warmup_s, "partitions": len(runner.tasks), "acked": acked}
 
 
+def _serve_member(assigned: Any, emitted: Any, stop: Any, bootstrap: str,
+                  topic: str, out_topic: str, dlq: str, group: str, keys: int, seed: int,
+                  checkpoint_dir: str, max_poll_records: int, fetch_max_wait_ms: int | None,
+                  timeout_s: float) -> dict[str, Any]:
+    """One instance of a consumer group: warm, joined (``assigned`` holds how many input
+    partitions it owns), serving until ``stop``, then stopping as ``serve`` stops. Returns
+    when each of its batches of outputs was sent (wall clock, count) and the partitions it
+    owned; ``emitted`` adds up the outputs of every member."""
+    from stream_rnn.daemon import Runner
+
+    config = _serve_config(bootstrap, topic, out_topic, dlq, group, checkpoint_dir,
+                           max_poll_records)
+    warmup_s = _warm_up(config, keys, seed)
+    sent: list[tuple[float, int]] = []
+    rebalances = [0]
+
+    class CountingRunner(Runner):
+        def _handle_rebalance(self, request: Any) -> None:
+            rebalances[0] += 1
+            super()._handle_rebalance(request)
+
+        def _emit(self, task: Any, valid: Any, scored: Any) -> None:
+            super()._emit(task, valid, scored)
+            sent.append((time.time(), len(valid)))
+            with emitted.get_lock():
+                emitted.value += len(valid)
+
+    runner = _build_runner(config, fetch_max_wait_ms, CountingRunner)
+    _connect_sink(runner.sink, out_topic)
+    deadline = time.monotonic() + timeout_s
+    owned: set[int] = set()
+    try:
+        while not stop.is_set() and time.monotonic() < deadline:
+            runner.step()
+            owned.update(p.partition for p in runner.tasks)
+            assigned.value = len(runner.tasks)
+        runner.shutdown()
+    finally:
+        runner.source.close()
+        runner.sink.close()
+    if not stop.is_set():
+        raise RuntimeError(f"the group's outputs did not all arrive within {timeout_s:.0f} s")
+    return {"warmup_seconds": warmup_s, "sent": sent, "partitions_owned": sorted(owned),
+            "outputs": sum(k for _, k in sent), "rebalances": rebalances[0]}
+
+
 def _observe(ready: Any, warm_seen: Any, bootstrap: str, out_topic: str, partitions: int,
              n_warm: int, n_total: int, timeout_s: float) -> dict[str, Any]:
     """Read the output topic; the latency of each output is now - its ``ts``.
@@ -815,7 +861,8 @@ def _pace(go: Any, bootstrap: str, topic: str, n_warm: int, n: int, rate: float,
 
 _ROLES = {name: _role(fn) for name, fn in
           (("produce", _produce), ("consume", _consume), ("serve", _serve),
-           ("serve_latency", _serve_latency), ("observe", _observe), ("pace", _pace))}
+           ("serve_latency", _serve_latency), ("observe", _observe), ("pace", _pace),
+           ("serve_member", _serve_member))}
 
 
 def _role_entry(client: str, name: str, conn: Any, *args: Any) -> None:
@@ -1070,6 +1117,137 @@ def run_bench_e2e(config: E2EConfig, progress: TextIO | None = None) -> dict[str
         **results,
         "targets": targets,
     }
+
+
+def _outputs_per_second(members: list[dict[str, Any]]) -> dict[str, Any]:
+    """Throughput of a group from its members' send times (each batch's, taken after it
+    was processed): from the first output to the last, and over the stretch when every
+    member was sending (join and drain skew left out). A window counts the batches sent
+    inside it, not the one that opens it (processed before it opened)."""
+    batches = [(t, k) for m in members for t, k in m["sent"]]
+    total = sum(k for _, k in batches)
+    first, last = min(t for t, _ in batches), max(t for t, _ in batches)
+    after_first = sum(k for t, k in batches if t > first)
+    start = max(m["sent"][0][0] for m in members if m["sent"])
+    end = min(m["sent"][-1][0] for m in members if m["sent"])
+    inside = sum(k for t, k in batches if start < t <= end)
+    return {"outputs": total, "seconds": last - first,
+            "events_per_s": after_first / (last - first) if last > first else math.nan,
+            "all_sending_seconds": max(0.0, end - start),
+            "all_sending_events_per_s": inside / (end - start) if end > start else math.nan}
+
+
+def run_scale_out(config: E2EConfig, instances: Sequence[int],
+                  progress: TextIO | None = None) -> dict[str, Any]:
+    """For each count in ``instances``: that many runner processes in one consumer group
+    (sharing a checkpoint directory), joined and settled on an empty input topic; then
+    ``config.events`` events are produced and the group's output rate is measured.
+
+    Raises :class:`BrokerUnavailable` when no ``bootstrap`` is given and no local broker
+    can be started.
+    """
+    from stream_rnn.benchmark import machine_info
+
+    def say(line: str) -> None:
+        if progress is not None:
+            progress.write(line + "\n")
+            progress.flush()
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-e2e-scale-"))
+    broker: LocalBroker | None = None
+    children: list[_Child] = []
+    ctx = mp.get_context("spawn")
+    runs: list[dict[str, Any]] = []
+    try:
+        if config.bootstrap is None:
+            broker_binary()
+            broker = LocalBroker(workdir).start()
+            bootstrap = broker.bootstrap
+        else:
+            bootstrap = config.bootstrap
+        run_id = uuid.uuid4().hex[:8]
+        n, P = config.events, config.partitions
+        slack = 120.0 + n / 500.0
+        for k in instances:
+            topics = {name: f"bench-scale-{run_id}-{k}-{name}" for name in ("in", "out", "dlq")}
+            create_topics(bootstrap, list(topics.values()),
+                          {t: (1 if name == "dlq" else P) for name, t in topics.items()})
+            emitted, stop = ctx.Value("q", 0), ctx.Event()
+            assigned = [ctx.Value("i", 0) for _ in range(k)]
+            members = [_Child(ctx, config.client, "serve_member", assigned[i], emitted, stop,
+                              bootstrap, topics["in"], topics["out"], topics["dlq"],
+                              f"bench-scale-{run_id}-{k}", config.keys, config.seed,
+                              str(workdir / f"ckpt-{k}"), config.max_poll_records,
+                              config.fetch_max_wait_ms, slack)
+                       for i in range(k)]
+            children.extend(members)
+            say(f"{k} instance(s): joining the group...")
+            # Settled: every partition owned, by every member (when there are enough), for
+            # two seconds running: a rebalance still under way would be timed otherwise.
+            deadline, settled_since = time.monotonic() + 120.0, None
+            while True:
+                owned = [a.value for a in assigned]
+                if sum(owned) == P and min(owned) >= (1 if k <= P else 0):
+                    settled_since = settled_since or time.monotonic()
+                    if time.monotonic() - settled_since >= 2.0:
+                        break
+                else:
+                    settled_since = None
+                for member in members:
+                    if not member.proc.is_alive():
+                        member.result(1.0)
+                        raise RuntimeError("a group member exited early")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the group did not settle: partitions owned {owned}")
+                time.sleep(0.05)
+            go = ctx.Event()
+            go.set()
+            say(f"  settled ({owned}); producing {n:,} events...")
+            producer = _Child(ctx, config.client, "pace", go, bootstrap, topics["in"], 0, n,
+                              1e9, config.keys, config.seed, slack)
+            children.append(producer)
+            produced = producer.result(slack)
+            deadline = time.monotonic() + slack
+            while emitted.value < n and time.monotonic() < deadline:
+                time.sleep(0.05)
+            stop.set()
+            results = [m.result(slack) for m in members]
+            rate = _outputs_per_second(results)
+            rate.update({"instances": k, "produced_per_s": produced["achieved_rate"],
+                         "duplicates": rate["outputs"] - n,
+                         "members": [{"outputs": m["outputs"],
+                                      "partitions": m["partitions_owned"],
+                                      "rebalances": m["rebalances"]} for m in results],
+                         "load_average": os.getloadavg()[0]})
+            runs.append(rate)
+            say(f"  {rate['events_per_s']:,.0f} events/s first to last output, "
+                f"{rate['all_sending_events_per_s']:,.0f} while every member was sending")
+    finally:
+        for child in children:
+            child.kill()
+        if broker is not None:
+            broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return {"config": {**asdict(config), "bootstrap": config.bootstrap or "local tansu",
+                       "model": {k.split(".")[1]: v for k, v in MODEL.items()}},
+            "machine": machine_info(), "scale_out": runs}
+
+
+def format_scale_out(report: dict[str, Any]) -> str:
+    cfg = report["config"]
+    lines = [f"scale-out: {cfg['events']:,} events, {cfg['partitions']} partitions, "
+             f"{cfg['keys']} keys, {cfg['client']}, one consumer group, shared checkpoints"]
+    single = [r["events_per_s"] for r in report["scale_out"] if r["instances"] == 1]
+    for run in report["scale_out"]:
+        per = ", ".join(f"{m['outputs']:,} from partitions {m['partitions']}"
+                        for m in run["members"])
+        ratio = f" ({run['events_per_s'] / single[0]:.2f}x one instance)" if single else ""
+        lines.append(
+            f"  {run['instances']} instance(s): {run['events_per_s']:>9,.0f} events/s first "
+            f"to last output{ratio}, "
+            f"{run['all_sending_events_per_s']:,.0f} while all were sending; "
+            f"duplicates {run['duplicates']}; load {run['load_average']:.2f}; {per}")
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------- report

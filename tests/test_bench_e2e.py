@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from stream_rnn.bench_e2e import SPLIT, acked_summary, latency_summary
+from stream_rnn.bench_e2e import SPLIT, _outputs_per_second, acked_summary, latency_summary
 from stream_rnn.cli import main
 
 pytestmark = pytest.mark.slow
@@ -148,3 +148,35 @@ def test_without_confluent_kafka_names_the_extra(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "needs the confluent-kafka package" in err
     assert "pip install 'stream-rnn[librdkafka]'" in err
+
+
+def test_scale_out_runs_a_group_and_every_event_is_answered_once(kafka_broker, tmp_path,
+                                                                capsys):
+    out = tmp_path / "scale.json"
+    assert main(["bench-e2e", "--bootstrap", kafka_broker, "--scale-out", "1,2",
+                 "--events", "600", "--partitions", "2", "--keys", "16",
+                 "--json", str(out)]) == 0
+    runs = json.loads(out.read_text())["scale_out"]
+    assert [r["instances"] for r in runs] == [1, 2]
+    for run in runs:
+        assert run["outputs"] == 600 and run["duplicates"] == 0
+        assert _positive_finite(run["events_per_s"])
+        # The group settled before the events came: the partitions split, none moved.
+        owned = sorted(p for m in run["members"] for p in m["partitions"])
+        assert owned == [0, 1]
+        assert sum(m["outputs"] for m in run["members"]) == 600
+    assert [len(m["partitions"]) for m in runs[1]["members"]] == [1, 1]
+    printed = capsys.readouterr().out
+    assert "2 instance(s):" in printed and "x one instance" in printed
+
+
+def test_group_rate_counts_the_batches_inside_its_window():
+    members = [{"sent": [(10.0, 100), (11.0, 100), (12.0, 100)], "outputs": 300},
+               {"sent": [(10.5, 50), (11.5, 50), (14.0, 50)], "outputs": 150}]
+    rate = _outputs_per_second(members)
+    assert rate["outputs"] == 450
+    # First output at 10.0, last at 14.0: the 350 sent after the first batch, in 4 s.
+    assert rate["events_per_s"] == pytest.approx(350 / 4.0)
+    # Both sending from 10.5 (the later first batch) to 12.0 (the earlier last one).
+    assert rate["all_sending_seconds"] == pytest.approx(1.5)
+    assert rate["all_sending_events_per_s"] == pytest.approx((100 + 100 + 50) / 1.5)

