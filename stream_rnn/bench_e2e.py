@@ -59,7 +59,7 @@ import tempfile
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -961,6 +961,42 @@ def acked_summary(acked: list[tuple[float, float]], since_wall: float) -> dict[s
     return {"events": len(timed), **_spread(timed)}
 
 
+def _reporter(progress: TextIO | None) -> Callable[[str], None]:
+    def say(line: str) -> None:
+        if progress is not None:
+            progress.write(line + "\n")
+            progress.flush()
+
+    return say
+
+
+@contextlib.contextmanager
+def _bench_session(config: E2EConfig, prefix: str, say: Callable[[str], None]
+                   ) -> Iterator[tuple[str, Path, list[_Child]]]:
+    """``(bootstrap, workdir, children)`` of one run: the given broker or a local Tansu
+    started for it; on exit the children the run added are killed, the broker stopped and
+    the workdir removed."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    broker: LocalBroker | None = None
+    children: list[_Child] = []
+    try:
+        if config.bootstrap is None:
+            broker_binary()  # fail early with the install hint
+            t = time.perf_counter()
+            broker = LocalBroker(workdir).start()
+            say(f"started a local Tansu broker on {broker.bootstrap} in "
+                f"{time.perf_counter() - t:.1f} s")
+            yield broker.bootstrap, workdir, children
+        else:
+            yield config.bootstrap, workdir, children
+    finally:
+        for child in children:
+            child.kill()
+        if broker is not None:
+            broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def run_bench_e2e(config: E2EConfig, progress: TextIO | None = None) -> dict[str, Any]:
     """Run every measurement of ``config``; returns JSON-ready results.
 
@@ -969,25 +1005,9 @@ def run_bench_e2e(config: E2EConfig, progress: TextIO | None = None) -> dict[str
     """
     from stream_rnn.benchmark import machine_info
 
-    def say(line: str) -> None:
-        if progress is not None:
-            progress.write(line + "\n")
-            progress.flush()
-
-    workdir = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
-    broker: LocalBroker | None = None
-    children: list[_Child] = []
+    say = _reporter(progress)
     ctx = mp.get_context("spawn")
-    try:
-        if config.bootstrap is None:
-            broker_binary()  # fail early with the install hint
-            t = time.perf_counter()
-            broker = LocalBroker(workdir).start()
-            bootstrap = broker.bootstrap
-            say(f"started a local Tansu broker on {bootstrap} in "
-                f"{time.perf_counter() - t:.1f} s")
-        else:
-            bootstrap = config.bootstrap
+    with _bench_session(config, "bench-e2e-", say) as (bootstrap, workdir, children):
         run_id = uuid.uuid4().hex[:8]
         P = config.partitions
         topics = {name: f"bench-e2e-{run_id}-{name}" for name in
@@ -1081,12 +1101,6 @@ def run_bench_e2e(config: E2EConfig, progress: TextIO | None = None) -> dict[str
         results["latency"] = latency
         say(f"  latency p50 {latency['p50_ms']:.1f} ms, p95 {latency['p95_ms']:.1f} ms, "
             f"p99 {latency['p99_ms']:.1f} ms")
-    finally:
-        for child in children:
-            child.kill()
-        if broker is not None:
-            broker.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
     machine = machine_info()
     targets: dict[str, dict[str, Any]] = {
@@ -1148,23 +1162,10 @@ def run_scale_out(config: E2EConfig, instances: Sequence[int],
     """
     from stream_rnn.benchmark import machine_info
 
-    def say(line: str) -> None:
-        if progress is not None:
-            progress.write(line + "\n")
-            progress.flush()
-
-    workdir = Path(tempfile.mkdtemp(prefix="bench-e2e-scale-"))
-    broker: LocalBroker | None = None
-    children: list[_Child] = []
+    say = _reporter(progress)
     ctx = mp.get_context("spawn")
     runs: list[dict[str, Any]] = []
-    try:
-        if config.bootstrap is None:
-            broker_binary()
-            broker = LocalBroker(workdir).start()
-            bootstrap = broker.bootstrap
-        else:
-            bootstrap = config.bootstrap
+    with _bench_session(config, "bench-e2e-scale-", say) as (bootstrap, workdir, children):
         run_id = uuid.uuid4().hex[:8]
         n, P = config.events, config.partitions
         slack = 120.0 + n / 500.0
@@ -1222,12 +1223,6 @@ def run_scale_out(config: E2EConfig, instances: Sequence[int],
             runs.append(rate)
             say(f"  {rate['events_per_s']:,.0f} events/s first to last output, "
                 f"{rate['all_sending_events_per_s']:,.0f} while every member was sending")
-    finally:
-        for child in children:
-            child.kill()
-        if broker is not None:
-            broker.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
     return {"config": {**asdict(config), "bootstrap": config.bootstrap or "local tansu",
                        "model": {k.split(".")[1]: v for k, v in MODEL.items()}},
             "machine": machine_info(), "scale_out": runs}
