@@ -308,9 +308,10 @@ class SensorTask(_Task):
         "slow_memory": "int", "warmup_seasons": "float", "refractory": "int",
         "alarm_margin": "float", "season_echo": "bool", "context_lag": "float",
         "context_span": "float", "routine_count": "int", "routine_horizon": "float",
-        "score_scale": "float", "min_spread": "float"}
+        "score_scale": "float", "min_spread": "float", "one_reading": "bool",
+        "held_back": "float", "stuck": "bool"}
     #: Parameters of the ``views`` detector only.
-    VIEWS_ONLY = frozenset({"views", "calibration_memory", "stuck"})
+    VIEWS_ONLY = frozenset({"views", "calibration_memory"})
     PARAMS = {**_SCALING, "detector": "str", "views": "str", "short_window": "int",
               "calibration_memory": "int", "warmup": "int", "stuck": "bool", **CALIBRATED}
     #: The task's own parameters (not the detectors') and their defaults.

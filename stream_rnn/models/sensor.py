@@ -31,6 +31,7 @@ from stream_rnn.cells.context import (
 )
 from stream_rnn.cells.network import Network
 from stream_rnn.cells.scaling import _fold_in, location_scale, scale_row
+from stream_rnn.cells.stuck import STUCK_ARGS, stuck_evidence, stuck_rows, stuck_settings
 from stream_rnn.models.base import RNNBase
 from stream_rnn.state.store import KeyedState
 
@@ -40,6 +41,7 @@ _NET_ROWS = ("state", "snapshot", "window_inputs", "window_targets", "window_len
 _SCALER_ROWS = ("scale_mean", "scale_var", "scale_count", "last", "ring_t", "ring_x")
 _CAL_ROWS = (*CALIBRATION_ARGS, "cal_echo")
 _CTX_ROWS = (*CONTEXT_ARGS, "ctx_echo")
+_STK_ROWS = STUCK_ARGS
 
 
 @jit
@@ -358,6 +360,9 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
         routine_horizon: float = DEFAULT_ROUTINE_HORIZON,
         score_scale: float = DEFAULT_SCALE,
         min_spread: float = 0.05,
+        one_reading: bool = False,
+        held_back: float = 0.0,
+        stuck: bool = False,
         activation: str = "tanh",
         weight_decay: float = 0.0,
         dropout: float = 0.0,
@@ -390,6 +395,9 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
         self.refractory = refractory
         self.score_scale = score_scale
         self.min_spread = min_spread
+        self.one_reading = one_reading
+        self.held_back = held_back
+        self.stuck = stuck
         self._nets: list[Network] = []
 
     @classmethod
@@ -415,9 +423,18 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
         check_params(self.short_window, self.long_memory, self.warmup, self.refractory,
                      self.score_scale, self.slow_memory, warmup_time, self.alarm_margin,
                      self.routine_count, self.routine_horizon)
+        for name in ("one_reading", "stuck"):
+            if not isinstance(getattr(self, name), bool | np.bool_):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if not (isinstance(self.held_back, int | float) and not isinstance(self.held_back, bool)
+                and 0 <= self.held_back < 1):
+            raise ValueError(f"held_back must be a number in [0, 1), got {self.held_back!r}")
         self._settings = calibration_settings(
             self.warmup, self.long_memory, self.refractory, self.score_scale, self.slow_memory,
-            warmup_time, self.alarm_margin, self.routine_count, self.routine_horizon)
+            warmup_time, self.alarm_margin, self.routine_count, self.routine_horizon,
+            bool(self.one_reading), float(self.held_back))
+        # Twice the decades of a score of 0.5: past any sensible threshold.
+        self._stuck_settings = stuck_settings(2.0 * self.score_scale, self.warmup, warmup_time)
         if not (isinstance(self.min_spread, int | float) and not isinstance(self.min_spread, bool)
                 and 0 <= self.min_spread < 1):
             raise ValueError(f"min_spread must be a number in [0, 1), got {self.min_spread!r}")
@@ -473,6 +490,7 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
             "cal_echo": ((B,), np.float32),
             **context_rows(D),
             "ctx_echo": ((B,), np.float32),
+            **stuck_rows(D),
         }
         for name, (shape, dtype) in rows.items():
             templates[name] = np.zeros((1, *shape), dtype=dtype)
@@ -504,6 +522,7 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
         buf.lag_x = np.zeros((1, D), dtype=np.float64)
         buf.lag_slot = np.zeros(1, dtype=np.int64)
         buf.extra = np.zeros(1, dtype=np.float64)
+        buf.apart = np.zeros(1, dtype=np.float64)
 
     def _member_rows(self, j: int) -> dict[str, np.ndarray]:
         # Looked up on every call: the store replaces its arrays when it grows.
@@ -519,7 +538,7 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
         nothing).
         """
         arrays = self._store.arrays
-        names = _SCALER_ROWS + _CAL_ROWS + _CTX_ROWS
+        names = _SCALER_ROWS + _CAL_ROWS + _CTX_ROWS + _STK_ROWS
         if commit:
             return {name: arrays[name] for name in names}, slot
         return {name: arrays[name][slot : slot + 1].copy() for name in names}, 0
@@ -549,7 +568,8 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
         buf.u[0] /= len(self._nets)
         self._context(buf.slot1, buf.reset1, buf.valid, buf.x, buf.lag_x, buf.t,
                       buf.ring_slot, buf.lag_slot, rows, buf.extra)
-        self._calibrate(buf.slot1, buf.reset1, buf.valid, buf.u, buf.extra, buf.t,
+        self._stuck(buf.slot1, buf.reset1, buf.valid, buf.x, buf.t, rows, buf.apart)
+        self._calibrate(buf.slot1, buf.reset1, buf.valid, buf.u, buf.extra, buf.apart, buf.t,
                         buf.ring_slot, buf.season_slot, rows, buf.score)
         return float(buf.score[0])
 
@@ -570,11 +590,19 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
                          rows["ctx_echo"], *(rows[name] for name in CONTEXT_ARGS),
                          self._context_settings, extra)
 
-    def _calibrate(self, slots, resets, valid, u, extra, times, ring_slot, season_slot, rows,
+    def _stuck(self, slots, resets, valid, X, times, rows, out) -> None:
+        """The stuck-sensor evidence of each reading into ``out`` (0 without ``stuck``)."""
+        if not self.stuck:
+            out[:] = 0.0
+            return
+        stuck_evidence(slots, resets, valid, X, times, *(rows[name] for name in STUCK_ARGS),
+                       self._stuck_settings, out)
+
+    def _calibrate(self, slots, resets, valid, u, extra, apart, times, ring_slot, season_slot, rows,
                    scores) -> None:
         if not self.season_echo:
             season_slot = np.full_like(season_slot, -1)
-        calibrate_many(slots, resets, valid, u, extra, times, ring_slot, season_slot,
+        calibrate_many(slots, resets, valid, u, extra, apart, times, ring_slot, season_slot,
                        rows["cal_echo"], *(rows[name] for name in CALIBRATION_ARGS),
                        self._settings, scores)
 
@@ -717,8 +745,10 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
         u /= len(self._nets)
         extra = np.empty(n, dtype=np.float64)
         self._context(slots, resets, valid, X, lag_X, T, ring_slot, lag_slot, arrays, extra)
+        apart = np.zeros(n, dtype=np.float64)
+        self._stuck(slots, resets, valid, X, T, arrays, apart)
         scores = np.empty(n, dtype=np.float64)
-        self._calibrate(slots, resets, valid, u, extra, T, ring_slot, season_slot, arrays,
+        self._calibrate(slots, resets, valid, u, extra, apart, T, ring_slot, season_slot, arrays,
                         scores)
         if not return_forecast:
             return scores
