@@ -200,6 +200,7 @@ def calibration_rows(short_window: int, routine_count: int = DEFAULT_ROUTINE_COU
         "cal_start": ((), np.float64),
         "cal_peak": ((2,), np.float64),
         "cal_reported": ((2,), np.float64),
+        "cal_episode": ((), np.bool_),
         "cal_routine_t": ((_ROUTINE_LEVELS, max(int(routine_count), 1)), np.float64),
         "cal_routine_at": ((_ROUTINE_LEVELS, max(int(routine_count), 1)), np.int64),
         "cal_routine_n": ((_ROUTINE_LEVELS,), np.int64),
@@ -209,7 +210,7 @@ def calibration_rows(short_window: int, routine_count: int = DEFAULT_ROUTINE_COU
 #: Row names in the argument order of :func:`calibrate_many`.
 CALIBRATION_ARGS = ("cal_buf", "cal_count", "cal_mean", "cal_var", "cal_mean_slow",
                     "cal_var_slow", "cal_mean_one", "cal_var_one", "cal_record_at", "cal_start",
-                    "cal_peak", "cal_reported", "cal_routine_t", "cal_routine_at",
+                    "cal_peak", "cal_reported", "cal_episode", "cal_routine_t", "cal_routine_at",
                     "cal_routine_n")
 
 # Positions in the settings array of :func:`calibrate_many`.
@@ -275,7 +276,7 @@ def _tail_decades(a, mean, var):
 @jit
 def calibrate_many(slots, resets, valid, u, extra, apart, times, echo_slot, echo_ref, echo, buf,
                    count, mean, var, mean_slow, var_slow, mean_one, var_one, record_at, start,
-                   peak, reported, routine_t, routine_at, routine_n, settings, out):
+                   peak, reported, episode, routine_t, routine_at, routine_n, settings, out):
     """Scores for a batch of surprises ``u`` of streams ``slots``, in arrival order.
 
     State, one row per stream, updated in place: ``buf`` ``(S, W)`` the last ``W``
@@ -329,6 +330,7 @@ def calibrate_many(slots, resets, valid, u, extra, apart, times, echo_slot, echo
             start[s] = math.nan
             peak[s] = 0.0
             reported[s] = 0.0
+            episode[s] = False
             routine_t[s] = 0.0
             routine_at[s] = 0
             routine_n[s] = 0
@@ -357,10 +359,10 @@ def calibrate_many(slots, resets, valid, u, extra, apart, times, echo_slot, echo
             if slow_memory > 0:
                 x_own = min(x_own, _tail_decades(a, mean_slow[s], var_slow[s]))
             if one_reading:
-                # Two tests of the same surprise: each one's tail probability is doubled.
+                # A second test of the same surprise: its tail probability is doubled.
                 x_one = min(_tail_decades(u[i], mean_one[s], var_one[s]),
                             _record_decades(record_at, s, u[i], n))
-                x_own = max(max(x_own, x_one) - _LN2_DECADES, 0.0)
+                x_own = max(x_own, x_one - _LN2_DECADES)
             x_own = max(x_own, extra[i])
             x = max(x_own, apart[i])
         if n > warmup and not young:
@@ -371,7 +373,9 @@ def calibrate_many(slots, resets, valid, u, extra, apart, times, echo_slot, echo
                 # Evidence ``apart`` keeps its own refractory record: an alarm of one kind
                 # does not silence the other.
                 kind = 0 if x_own >= apart[i] else 1
-                if score > peak[s, kind] and score > reported[s, kind] + margin:
+                if kind == 1 and episode[s]:
+                    out[i] = held_back * score
+                elif score > peak[s, kind] and score > reported[s, kind] + margin:
                     out[i] = score
                     # The routine record is the surprise's: runs of the ``apart`` evidence
                     # report once each already.
@@ -381,6 +385,10 @@ def calibrate_many(slots, resets, valid, u, extra, apart, times, echo_slot, echo
                         if rate < evidence:
                             out[i] = rate / (rate + scale)
                     reported[s, kind] = score
+                    if kind == 1 and evidence >= scale:
+                        # An episode of ``apart`` evidence (a stuck run) is reported until
+                        # a report reaches a score of 0.5, then no more.
+                        episode[s] = True
                 else:
                     out[i] = held_back * score
                 for k in range(2):
@@ -389,6 +397,8 @@ def calibrate_many(slots, resets, valid, u, extra, apart, times, echo_slot, echo
                     reported[s, k] = max(reported[s, k] - 1.0 / refractory, 0.0)
             else:
                 out[i] = score
+        if apart[i] <= 0.0:
+            episode[s] = False
         if echo_slot[i] >= 0:
             echo[s, echo_slot[i]] = x
         # Fold in after scoring: the event is judged against the past only.

@@ -24,13 +24,7 @@ runs:
    :func:`~stream_rnn.cells.calibrate.calibrate_many`. The evidence grows with the run
    and is reported ``log10(2)`` decades weaker (a further test next to the forecaster's:
    Bonferroni over the two).
-4. A run is one incident: once its evidence reaches ``cap`` decades (well past any
-   threshold) the view falls silent until the run ends, so a frozen sensor raises one
-   alarm, not one whenever the growing evidence outruns the alarm's refractory period.
-   Only after the stream's warm-up (its first ``warmup`` readings and ``warmup_time``
-   seconds, the calibration's): a run that reached the cap while the scores were still
-   held back has not been reported yet.
-5. The view is silent until the stream has completed ``min_runs`` runs: a stream that
+4. The view is silent until the stream has completed ``min_runs`` runs: a stream that
    has only ever been flat (a line that never moved) has no history of runs to be
    surprised against.
 
@@ -53,11 +47,10 @@ __all__ = ["STUCK_ARGS", "stuck_evidence", "stuck_rows", "stuck_settings"]
 _MULTIPLICITY = math.log10(2.0)
 
 #: Row names in the argument order of :func:`stuck_evidence`.
-STUCK_ARGS = ("stk_last", "stk_run", "stk_mean", "stk_var", "stk_runs", "stk_seen",
-              "stk_done", "stk_start")
+STUCK_ARGS = ("stk_last", "stk_run", "stk_mean", "stk_var", "stk_runs", "stk_seen")
 
 # Positions in the settings array of :func:`stuck_evidence`.
-_MEMORY, _MIN_RUNS, _MIN_SPREAD, _CAP, _WARMUP, _WARMUP_TIME = range(6)
+_MEMORY, _MIN_RUNS, _MIN_SPREAD = range(3)
 
 #: Readings the statistics of run lengths remember.
 DEFAULT_MEMORY = 5000
@@ -70,48 +63,36 @@ DEFAULT_MIN_SPREAD = 0.5
 
 
 def stuck_rows(n_features: int) -> dict[str, tuple[tuple[int, ...], type]]:
-    """Shapes and dtypes of one stream's stuck-sensor state: ``8 * (n_features + 7)`` bytes.
+    """Shapes and dtypes of one stream's stuck-sensor state: ``8 * (n_features + 5)`` bytes.
 
     Examples
     --------
     >>> sorted(stuck_rows(2))
-    ['stk_done', 'stk_last', 'stk_mean', 'stk_run', 'stk_runs', 'stk_seen', 'stk_start',
-     'stk_var']
+    ['stk_last', 'stk_mean', 'stk_run', 'stk_runs', 'stk_seen', 'stk_var']
     """
     return {"stk_last": ((n_features,), np.float64), "stk_run": ((), np.int64),
             "stk_mean": ((), np.float64), "stk_var": ((), np.float64),
-            "stk_runs": ((), np.int64), "stk_seen": ((), np.float64),
-            "stk_done": ((), np.bool_), "stk_start": ((), np.float64)}
+            "stk_runs": ((), np.int64), "stk_seen": ((), np.float64)}
 
 
-def stuck_settings(cap: float, warmup: int = 0, warmup_time: float = 0.0,
-                   memory: int = DEFAULT_MEMORY, min_runs: int = DEFAULT_MIN_RUNS,
+def stuck_settings(memory: int = DEFAULT_MEMORY, min_runs: int = DEFAULT_MIN_RUNS,
                    min_spread: float = DEFAULT_MIN_SPREAD) -> np.ndarray:
-    """The settings array of :func:`stuck_evidence` (``cap`` in decades, ``warmup`` in
-    readings, ``warmup_time`` in seconds); raises ValueError naming the first unusable
-    one."""
-    if not cap > 0:
-        raise ValueError(f"stuck cap must be > 0 decades, got {cap!r}")
+    """The settings array of :func:`stuck_evidence`; raises ValueError naming the first
+    unusable one."""
     if not memory >= 1:
         raise ValueError(f"stuck memory must be >= 1 run, got {memory!r}")
     if not min_runs >= 1:
         raise ValueError(f"stuck min_runs must be >= 1, got {min_runs!r}")
     if not min_spread > 0:
         raise ValueError(f"stuck min_spread must be > 0, got {min_spread!r}")
-    if not (warmup >= 0 and warmup_time >= 0):
-        raise ValueError(f"stuck warm-up must be >= 0, got {warmup!r} readings and "
-                         f"{warmup_time!r} seconds")
-    return np.array([memory, min_runs, min_spread, cap, warmup, warmup_time],
-                    dtype=np.float64)
+    return np.array([memory, min_runs, min_spread], dtype=np.float64)
 
 
 @jit
-def stuck_evidence(slots, resets, valid, X, times, last, run, mean, var, runs, seen, done, start,
-                   settings, out):
+def stuck_evidence(slots, resets, valid, X, last, run, mean, var, runs, seen, settings, out):
     """Stuck-sensor evidence in decades for a batch of readings, in arrival order.
 
-    ``X`` ``(N, D)`` are the raw readings of streams ``slots`` at ``times`` (seconds;
-    NaN: unknown, which never holds the warm-up). State, one row per stream
+    ``X`` ``(N, D)`` are the raw readings of streams ``slots``. State, one row per stream
     (see :func:`stuck_rows`), is updated in place; ``resets[i]`` zeroes the stream's row
     first. Every valid reading extends or ends its stream's run; ``out[i]`` receives the
     evidence of reading ``i``, already reduced for multiplicity. Readings with
@@ -122,9 +103,6 @@ def stuck_evidence(slots, resets, valid, X, times, last, run, mean, var, runs, s
     memory = settings[_MEMORY]
     min_runs = settings[_MIN_RUNS]
     min_spread = settings[_MIN_SPREAD]
-    cap = settings[_CAP]
-    warmup = settings[_WARMUP]
-    warmup_time = settings[_WARMUP_TIME]
     for i in range(slots.shape[0]):
         s = slots[i]
         if resets[i]:
@@ -134,15 +112,9 @@ def stuck_evidence(slots, resets, valid, X, times, last, run, mean, var, runs, s
             var[s] = 0.0
             runs[s] = 0
             seen[s] = 0.0
-            done[s] = False
-            start[s] = math.nan
         out[i] = 0.0
         if not valid[i]:
             continue
-        t = times[i]
-        # A fresh slot may hold zeros rather than NaN: the first reading sets the start.
-        if (seen[s] == 0.0 and run[s] == 0) or (math.isnan(start[s]) and not math.isnan(t)):
-            start[s] = t
         r = run[s]
         same = r > 0
         for k in range(D):
@@ -160,13 +132,9 @@ def stuck_evidence(slots, resets, valid, X, times, last, run, mean, var, runs, s
                 var[s] = (1.0 - alpha) * (var[s] + alpha * d * d)
                 runs[s] += 1
             r = 1
-            done[s] = False
             for k in range(D):
                 last[s, k] = X[i, k]
         run[s] = r
-        if same and runs[s] >= min_runs and not done[s]:
+        if same and runs[s] >= min_runs:
             z = (math.log(r) - mean[s]) / max(math.sqrt(var[s]), min_spread)
             out[i] = max(0.0, gaussian_tail_decades(z) - _MULTIPLICITY)
-            young = seen[s] + r <= warmup or (
-                warmup_time > 0.0 and not math.isnan(t) and t - start[s] < warmup_time)
-            done[s] = out[i] >= cap and not young

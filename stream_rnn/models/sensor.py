@@ -360,9 +360,9 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
         routine_horizon: float = DEFAULT_ROUTINE_HORIZON,
         score_scale: float = DEFAULT_SCALE,
         min_spread: float = 0.05,
-        one_reading: bool = False,
-        held_back: float = 0.0,
-        stuck: bool = False,
+        one_reading: bool = True,
+        held_back: float = 0.5,
+        stuck: bool = True,
         activation: str = "tanh",
         weight_decay: float = 0.0,
         dropout: float = 0.0,
@@ -433,8 +433,7 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
             self.warmup, self.long_memory, self.refractory, self.score_scale, self.slow_memory,
             warmup_time, self.alarm_margin, self.routine_count, self.routine_horizon,
             bool(self.one_reading), float(self.held_back))
-        # Twice the decades of a score of 0.5: past any sensible threshold.
-        self._stuck_settings = stuck_settings(2.0 * self.score_scale, self.warmup, warmup_time)
+        self._stuck_settings = stuck_settings()
         if not (isinstance(self.min_spread, int | float) and not isinstance(self.min_spread, bool)
                 and 0 <= self.min_spread < 1):
             raise ValueError(f"min_spread must be a number in [0, 1), got {self.min_spread!r}")
@@ -568,7 +567,7 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
         buf.u[0] /= len(self._nets)
         self._context(buf.slot1, buf.reset1, buf.valid, buf.x, buf.lag_x, buf.t,
                       buf.ring_slot, buf.lag_slot, rows, buf.extra)
-        self._stuck(buf.slot1, buf.reset1, buf.valid, buf.x, buf.t, rows, buf.apart)
+        self._stuck(buf.slot1, buf.reset1, buf.valid, buf.x, rows, buf.apart)
         self._calibrate(buf.slot1, buf.reset1, buf.valid, buf.u, buf.extra, buf.apart, buf.t,
                         buf.ring_slot, buf.season_slot, rows, buf.score)
         return float(buf.score[0])
@@ -590,12 +589,12 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
                          rows["ctx_echo"], *(rows[name] for name in CONTEXT_ARGS),
                          self._context_settings, extra)
 
-    def _stuck(self, slots, resets, valid, X, times, rows, out) -> None:
+    def _stuck(self, slots, resets, valid, X, rows, out) -> None:
         """The stuck-sensor evidence of each reading into ``out`` (0 without ``stuck``)."""
         if not self.stuck:
             out[:] = 0.0
             return
-        stuck_evidence(slots, resets, valid, X, times, *(rows[name] for name in STUCK_ARGS),
+        stuck_evidence(slots, resets, valid, X, *(rows[name] for name in STUCK_ARGS),
                        self._stuck_settings, out)
 
     def _calibrate(self, slots, resets, valid, u, extra, apart, times, ring_slot, season_slot, rows,
@@ -746,7 +745,7 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
         extra = np.empty(n, dtype=np.float64)
         self._context(slots, resets, valid, X, lag_X, T, ring_slot, lag_slot, arrays, extra)
         apart = np.zeros(n, dtype=np.float64)
-        self._stuck(slots, resets, valid, X, T, arrays, apart)
+        self._stuck(slots, resets, valid, X, arrays, apart)
         scores = np.empty(n, dtype=np.float64)
         self._calibrate(slots, resets, valid, u, extra, apart, T, ring_slot, season_slot, arrays,
                         scores)
