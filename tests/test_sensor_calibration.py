@@ -33,7 +33,7 @@ def _reference(slots, resets, valid, u, extra, apart, times, echo_slot, echo_ref
     def fresh():
         return {"buf": [0.0] * W, "n": 0, "m": 0.0, "v": 0.0, "ms": 0.0, "vs": 0.0,
                 "m1": 0.0, "v1": 0.0, "record": [0] * 32, "start": math.nan,
-                "peak": [0.0, 0.0], "reported": [0.0, 0.0], "episode": False, "alarms": [],
+                "peak": [0.0, 0.0], "reported": [0.0, 0.0], "alarms": [],
                 "echo": np.zeros(B, dtype=np.float32)}
 
     def tail(value, mean, var):
@@ -78,10 +78,7 @@ def _reference(slots, resets, valid, u, extra, apart, times, echo_slot, echo_ref
             evidence = 0.0 if explained else x
             score = evidence / (evidence + scale)
             kind = 0 if own >= apart[i] else 1
-            if kind == 1 and st["episode"]:
-                # The apart evidence reports each episode (a stuck run) once.
-                out[i] = held_back * score
-            elif score > st["peak"][kind] and score > st["reported"][kind] + alarm_margin:
+            if score > st["peak"][kind] and score > st["reported"][kind] + alarm_margin:
                 out[i] = score
                 if routine_count and kind == 0 and not math.isnan(times[i]):
                     as_strong = [(t, m) for t, m, b in st["alarms"] if b >= band(score)]
@@ -92,15 +89,15 @@ def _reference(slots, resets, valid, u, extra, apart, times, echo_slot, echo_ref
                         out[i] = min(score, rate / (rate + scale))
                     st["alarms"].append((times[i], n, band(score)))
                 st["reported"][kind] = score
-                st["episode"] = st["episode"] or (kind == 1 and evidence >= scale)
             else:
                 out[i] = held_back * score
             for k, e in enumerate((own, apart[i])):
                 e = 0.0 if explained else e
                 st["peak"][k] = max(st["peak"][k] - 1.0 / refractory, e / (e + scale))
-                st["reported"][k] = max(st["reported"][k] - 1.0 / refractory, 0.0)
-        if apart[i] <= 0:
-            st["episode"] = False
+            st["reported"][0] = max(st["reported"][0] - 1.0 / refractory, 0.0)
+            # An episode of apart evidence keeps its reported strength until it ends.
+            if not apart[i] > 0:
+                st["reported"][1] = 0.0
         if echo_slot[i] >= 0:
             st["echo"][echo_slot[i]] = x
         for mean, var, memory, value in (("m", "v", long_memory, a),

@@ -177,15 +177,15 @@ def calibration_rows(short_window: int, routine_count: int = DEFAULT_ROUTINE_COU
                      ) -> dict[str, tuple[tuple[int, ...], type]]:
     """Shapes and dtypes of one stream's calibration state, as keyed stores take them.
 
-    ``8 * (short_window + 8 + 20 * (2 * max(routine_count, 1) + 1))`` bytes per stream
+    ``8 * (short_window + 44 + 20 * (2 * max(routine_count, 1) + 1))`` bytes per stream
     (the echo ring of :func:`calibrate_many` is the caller's).
 
     Examples
     --------
     >>> sorted(calibration_rows(3))  # doctest: +NORMALIZE_WHITESPACE
-    ['cal_buf', 'cal_count', 'cal_mean', 'cal_mean_slow', 'cal_peak', 'cal_reported',
-     'cal_routine_at', 'cal_routine_n', 'cal_routine_t', 'cal_start', 'cal_var',
-     'cal_var_slow']
+    ['cal_buf', 'cal_count', 'cal_mean', 'cal_mean_one', 'cal_mean_slow', 'cal_peak',
+     'cal_record_at', 'cal_reported', 'cal_routine_at', 'cal_routine_n', 'cal_routine_t',
+     'cal_start', 'cal_var', 'cal_var_one', 'cal_var_slow']
     """
     return {
         "cal_buf": ((short_window,), np.float64),
@@ -200,7 +200,6 @@ def calibration_rows(short_window: int, routine_count: int = DEFAULT_ROUTINE_COU
         "cal_start": ((), np.float64),
         "cal_peak": ((2,), np.float64),
         "cal_reported": ((2,), np.float64),
-        "cal_episode": ((), np.bool_),
         "cal_routine_t": ((_ROUTINE_LEVELS, max(int(routine_count), 1)), np.float64),
         "cal_routine_at": ((_ROUTINE_LEVELS, max(int(routine_count), 1)), np.int64),
         "cal_routine_n": ((_ROUTINE_LEVELS,), np.int64),
@@ -210,7 +209,7 @@ def calibration_rows(short_window: int, routine_count: int = DEFAULT_ROUTINE_COU
 #: Row names in the argument order of :func:`calibrate_many`.
 CALIBRATION_ARGS = ("cal_buf", "cal_count", "cal_mean", "cal_var", "cal_mean_slow",
                     "cal_var_slow", "cal_mean_one", "cal_var_one", "cal_record_at", "cal_start",
-                    "cal_peak", "cal_reported", "cal_episode", "cal_routine_t", "cal_routine_at",
+                    "cal_peak", "cal_reported", "cal_routine_t", "cal_routine_at",
                     "cal_routine_n")
 
 # Positions in the settings array of :func:`calibrate_many`.
@@ -276,7 +275,7 @@ def _tail_decades(a, mean, var):
 @jit
 def calibrate_many(slots, resets, valid, u, extra, apart, times, echo_slot, echo_ref, echo, buf,
                    count, mean, var, mean_slow, var_slow, mean_one, var_one, record_at, start,
-                   peak, reported, episode, routine_t, routine_at, routine_n, settings, out):
+                   peak, reported, routine_t, routine_at, routine_n, settings, out):
     """Scores for a batch of surprises ``u`` of streams ``slots``, in arrival order.
 
     State, one row per stream, updated in place: ``buf`` ``(S, W)`` the last ``W``
@@ -330,7 +329,6 @@ def calibrate_many(slots, resets, valid, u, extra, apart, times, echo_slot, echo
             start[s] = math.nan
             peak[s] = 0.0
             reported[s] = 0.0
-            episode[s] = False
             routine_t[s] = 0.0
             routine_at[s] = 0
             routine_n[s] = 0
@@ -373,9 +371,7 @@ def calibrate_many(slots, resets, valid, u, extra, apart, times, echo_slot, echo
                 # Evidence ``apart`` keeps its own refractory record: an alarm of one kind
                 # does not silence the other.
                 kind = 0 if x_own >= apart[i] else 1
-                if kind == 1 and episode[s]:
-                    out[i] = held_back * score
-                elif score > peak[s, kind] and score > reported[s, kind] + margin:
+                if score > peak[s, kind] and score > reported[s, kind] + margin:
                     out[i] = score
                     # The routine record is the surprise's: runs of the ``apart`` evidence
                     # report once each already.
@@ -385,20 +381,19 @@ def calibrate_many(slots, resets, valid, u, extra, apart, times, echo_slot, echo
                         if rate < evidence:
                             out[i] = rate / (rate + scale)
                     reported[s, kind] = score
-                    if kind == 1 and evidence >= scale:
-                        # An episode of ``apart`` evidence (a stuck run) is reported until
-                        # a report reaches a score of 0.5, then no more.
-                        episode[s] = True
                 else:
                     out[i] = held_back * score
                 for k in range(2):
                     e = 0.0 if explained else (x_own if k == 0 else apart[i])
                     peak[s, k] = max(peak[s, k] - 1.0 / refractory, e / (e + scale))
-                    reported[s, k] = max(reported[s, k] - 1.0 / refractory, 0.0)
+                reported[s, 0] = max(reported[s, 0] - 1.0 / refractory, 0.0)
+                # An episode of ``apart`` evidence (a stuck run) is reported as it grows
+                # by the margin, never again at the same strength however long it lasts;
+                # the next episode starts afresh.
+                if not apart[i] > 0.0:
+                    reported[s, 1] = 0.0
             else:
                 out[i] = score
-        if apart[i] <= 0.0:
-            episode[s] = False
         if echo_slot[i] >= 0:
             echo[s, echo_slot[i]] = x
         # Fold in after scoring: the event is judged against the past only.

@@ -21,9 +21,14 @@ runs:
 3. While a run lasts, each of its readings (from the second on) is judged by the Gaussian
    tail of ``log r`` against that mean and variance, the spread floored at
    ``min_spread``: the same yardstick, in decades, as the other evidences of
-   :func:`~stream_rnn.cells.calibrate.calibrate_many`. The evidence grows with the run
-   and is reported ``log10(2)`` decades weaker (a further test next to the forecaster's:
-   Bonferroni over the two).
+   :func:`~stream_rnn.cells.calibrate.calibrate_many`, but no stronger than the stream's
+   record allows: a run longer than any in the ``m`` readings since the last as long
+   (by bands of ``log r``) is at most ``log10(m)`` decades of evidence. The Gaussian
+   tail extrapolates far beyond what a stream's history can show; the first long hold of
+   a key that had never held its value (a key that starts idling at exactly 0) is
+   one in ``m``, not one in a billion. The evidence grows with the run and is reported
+   ``log10(2)`` decades weaker (a further test next to the forecaster's: Bonferroni
+   over the two).
 4. The view is silent until the stream has completed ``min_runs`` runs: a stream that
    has only ever been flat (a line that never moved) has no history of runs to be
    surprised against.
@@ -47,7 +52,13 @@ __all__ = ["STUCK_ARGS", "stuck_evidence", "stuck_rows", "stuck_settings"]
 _MULTIPLICITY = math.log10(2.0)
 
 #: Row names in the argument order of :func:`stuck_evidence`.
-STUCK_ARGS = ("stk_last", "stk_run", "stk_mean", "stk_var", "stk_runs", "stk_seen")
+STUCK_ARGS = ("stk_last", "stk_run", "stk_mean", "stk_var", "stk_runs", "stk_seen",
+              "stk_record_at")
+
+# Runs are recorded in bands of ``log r`` this wide, up to this many bands: per band the
+# reading count at the end of the last run reaching it.
+_RECORD_BAND = 0.25
+_RECORD_LEVELS = 32
 
 # Positions in the settings array of :func:`stuck_evidence`.
 _MEMORY, _MIN_RUNS, _MIN_SPREAD = range(3)
@@ -63,16 +74,18 @@ DEFAULT_MIN_SPREAD = 0.5
 
 
 def stuck_rows(n_features: int) -> dict[str, tuple[tuple[int, ...], type]]:
-    """Shapes and dtypes of one stream's stuck-sensor state: ``8 * (n_features + 5)`` bytes.
+    """Shapes and dtypes of one stream's stuck-sensor state: ``8 * (n_features + 37)`` bytes.
 
     Examples
     --------
-    >>> sorted(stuck_rows(2))
-    ['stk_last', 'stk_mean', 'stk_run', 'stk_runs', 'stk_seen', 'stk_var']
+    >>> sorted(stuck_rows(2))  # doctest: +NORMALIZE_WHITESPACE
+    ['stk_last', 'stk_mean', 'stk_record_at', 'stk_run', 'stk_runs', 'stk_seen',
+     'stk_var']
     """
     return {"stk_last": ((n_features,), np.float64), "stk_run": ((), np.int64),
             "stk_mean": ((), np.float64), "stk_var": ((), np.float64),
-            "stk_runs": ((), np.int64), "stk_seen": ((), np.float64)}
+            "stk_runs": ((), np.int64), "stk_seen": ((), np.float64),
+            "stk_record_at": ((_RECORD_LEVELS,), np.float64)}
 
 
 def stuck_settings(memory: int = DEFAULT_MEMORY, min_runs: int = DEFAULT_MIN_RUNS,
@@ -89,7 +102,13 @@ def stuck_settings(memory: int = DEFAULT_MEMORY, min_runs: int = DEFAULT_MIN_RUN
 
 
 @jit
-def stuck_evidence(slots, resets, valid, X, last, run, mean, var, runs, seen, settings, out):
+def _band(r):
+    return min(int(math.log(r) / _RECORD_BAND), _RECORD_LEVELS - 1)
+
+
+@jit
+def stuck_evidence(slots, resets, valid, X, last, run, mean, var, runs, seen, record_at,
+                   settings, out):
     """Stuck-sensor evidence in decades for a batch of readings, in arrival order.
 
     ``X`` ``(N, D)`` are the raw readings of streams ``slots``. State, one row per stream
@@ -112,6 +131,7 @@ def stuck_evidence(slots, resets, valid, X, last, run, mean, var, runs, seen, se
             var[s] = 0.0
             runs[s] = 0
             seen[s] = 0.0
+            record_at[s] = 0.0
         out[i] = 0.0
         if not valid[i]:
             continue
@@ -131,10 +151,14 @@ def stuck_evidence(slots, resets, valid, X, last, run, mean, var, runs, seen, se
                 mean[s] += alpha * d
                 var[s] = (1.0 - alpha) * (var[s] + alpha * d * d)
                 runs[s] += 1
+                for level in range(_band(r) + 1):
+                    record_at[s, level] = seen[s]
             r = 1
             for k in range(D):
                 last[s, k] = X[i, k]
         run[s] = r
         if same and runs[s] >= min_runs:
             z = (math.log(r) - mean[s]) / max(math.sqrt(var[s]), min_spread)
-            out[i] = max(0.0, gaussian_tail_decades(z) - _MULTIPLICITY)
+            # No rarer than the record says: no run this long in the readings since.
+            record = math.log10(max(seen[s] + r - record_at[s, _band(r)], 1.0))
+            out[i] = max(0.0, min(gaussian_tail_decades(z), record) - _MULTIPLICITY)
