@@ -213,7 +213,12 @@ def test_unknown_features_are_refused_and_missing_ones_read_zero():
 
 @pytest.mark.parametrize("own,message", [
     ({"views": "step"}, "model.params.views does not apply to the 'calibrated'"),
-    ({"stuck": False}, "model.params.stuck does not apply to the 'calibrated'"),
+    ({"calibration_memory": 500},
+     "model.params.calibration_memory does not apply to the 'calibrated'"),
+    ({"stuck": "yes"}, "model.params.stuck: expected true or false"),
+    ({"one_reading": 1}, "model.params.one_reading: expected true or false"),
+    ({"held_back": 1.0}, "held_back must be a number in \\[0, 1\\)"),
+    ({"held_back": -0.5}, "held_back must be a number in \\[0, 1\\)"),
     ({"detector": "ensemble"}, "detector must be one of views, calibrated; got 'ensemble'"),
     ({"season": -60.0}, "model.params.season must be >= 0 \\(0: none\\)"),
     ({"context_lag": "weekly"}, "model.params.context_lag: expected a number"),

@@ -26,14 +26,21 @@ STEP = 300.0
 DAY = 86_400.0
 
 
-def _reference(slots, resets, valid, u, extra, times, echo_slot, echo_ref, n_slots, B, W, warmup,
-               warmup_time, long_memory, slow_memory, refractory, scale, alarm_margin,
-               routine_count, routine_horizon):
+def _reference(slots, resets, valid, u, extra, apart, times, echo_slot, echo_ref, n_slots, B, W,
+               warmup, warmup_time, long_memory, slow_memory, refractory, scale, alarm_margin,
+               routine_count, routine_horizon, one_reading, held_back):
     """The calibration written out plainly, one stream dictionary per slot."""
     def fresh():
         return {"buf": [0.0] * W, "n": 0, "m": 0.0, "v": 0.0, "ms": 0.0, "vs": 0.0,
-                "start": math.nan, "peak": 0.0, "reported": 0.0, "alarms": [],
+                "m1": 0.0, "v1": 0.0, "record": [0] * 32, "start": math.nan,
+                "peak": [0.0, 0.0], "reported": [0.0, 0.0], "alarms": [],
                 "echo": np.zeros(B, dtype=np.float32)}
+
+    def tail(value, mean, var):
+        return gaussian_tail_decades((value - mean) / max(math.sqrt(var), 0.01))
+
+    def u_band(value):
+        return min(int(value / 0.25), 31)
 
     def band(score):
         return min(int(score * 20), 19)
@@ -53,20 +60,27 @@ def _reference(slots, resets, valid, u, extra, times, echo_slot, echo_ref, n_slo
         a = float(np.mean(st["buf"][: min(n, W)]))
         young = (warmup_time > 0 and not math.isnan(times[i])
                  and times[i] - st["start"] < warmup_time)
-        x = 0.0
+        x = own = 0.0
         if n > warmup:
-            x = gaussian_tail_decades((a - st["m"]) / max(math.sqrt(st["v"]), 0.01))
+            own = tail(a, st["m"], st["v"])
             if slow_memory:
-                x = min(x, gaussian_tail_decades((a - st["ms"]) / max(math.sqrt(st["vs"]),
-                                                                      0.01)))
-            x = max(x, extra[i])
+                own = min(own, tail(a, st["ms"], st["vs"]))
+            if one_reading:
+                # The reading alone, no rarer than its record says (events since one as
+                # surprising), with the tail probability doubled for the second test.
+                record = math.log10(n - st["record"][u_band(u[i])])
+                one = min(tail(u[i], st["m1"], st["v1"]), record)
+                own = max(own, one - math.log10(2.0))
+            own = max(own, extra[i])
+            x = max(own, apart[i])
         if n > warmup and not young:
             explained = echo_ref[i] >= 0 and st["echo"][echo_ref[i]] >= x
             evidence = 0.0 if explained else x
             score = evidence / (evidence + scale)
-            if score > st["peak"] and score > st["reported"] + alarm_margin:
+            kind = 0 if own >= apart[i] else 1
+            if score > st["peak"][kind] and score > st["reported"][kind] + alarm_margin:
                 out[i] = score
-                if routine_count and not math.isnan(times[i]):
+                if routine_count and kind == 0 and not math.isnan(times[i]):
                     as_strong = [(t, m) for t, m, b in st["alarms"] if b >= band(score)]
                     if (len(as_strong) >= routine_count
                             and times[i] - as_strong[-routine_count][0] <= routine_horizon):
@@ -74,23 +88,38 @@ def _reference(slots, resets, valid, u, extra, times, echo_slot, echo_ref, n_slo
                         rate = math.log10(since / routine_count)
                         out[i] = min(score, rate / (rate + scale))
                     st["alarms"].append((times[i], n, band(score)))
-                st["reported"] = score
-            st["peak"] = max(st["peak"] - 1.0 / refractory, score)
-            st["reported"] = max(st["reported"] - 1.0 / refractory, 0.0)
+                st["reported"][kind] = score
+            else:
+                out[i] = held_back * score
+            for k, e in enumerate((own, apart[i])):
+                e = 0.0 if explained else e
+                st["peak"][k] = max(st["peak"][k] - 1.0 / refractory, e / (e + scale))
+            st["reported"][0] = max(st["reported"][0] - 1.0 / refractory, 0.0)
+            # An episode of apart evidence keeps its reported strength until it ends.
+            if not apart[i] > 0:
+                st["reported"][1] = 0.0
         if echo_slot[i] >= 0:
             st["echo"][echo_slot[i]] = x
-        for mean, var, memory in (("m", "v", long_memory), ("ms", "vs", slow_memory)):
+        for mean, var, memory, value in (("m", "v", long_memory, a),
+                                         ("ms", "vs", slow_memory, a),
+                                         ("m1", "v1", long_memory if one_reading else 0, u[i])):
             if memory:
                 alpha = max(1.0 / n, 1.0 / memory)
-                d = a - st[mean]
+                d = value - st[mean]
                 st[mean] += alpha * d
                 st[var] = (1.0 - alpha) * (st[var] + alpha * d * d)
+        if one_reading:
+            for level in range(u_band(u[i]) + 1):
+                st["record"][level] = n
     return out
 
 
-@pytest.mark.parametrize("slow_memory,alarm_margin,routine_count",
-                         [(None, 0.0, 0), (400, 0.1, 2), (None, 0.2, 0), (None, 0.0, 3)])
-def test_kernel_matches_the_plain_reference(slow_memory, alarm_margin, routine_count):
+@pytest.mark.parametrize("slow_memory,alarm_margin,routine_count,one_reading,held_back",
+                         [(None, 0.0, 0, False, 0.0), (400, 0.1, 2, False, 0.0),
+                          (None, 0.2, 0, True, 0.5), (None, 0.0, 3, True, 0.0),
+                          (400, 0.1, 3, True, 0.3)])
+def test_kernel_matches_the_plain_reference(slow_memory, alarm_margin, routine_count,
+                                            one_reading, held_back):
     rng = np.random.default_rng(0)
     n, n_slots, W, B = 3000, 3, 3, 16
     slots = rng.integers(0, n_slots, n)
@@ -100,29 +129,35 @@ def test_kernel_matches_the_plain_reference(slow_memory, alarm_margin, routine_c
     u[rng.integers(0, n, 20)] += 8.0
     # Evidence from another test, now and then stronger than the surprise's own.
     extra = np.where(rng.random(n) < 0.02, rng.uniform(0.0, 12.0, n), 0.0)
+    # ... and evidence that keeps its own refractory record.
+    # Episodes of it: runs of growing evidence, as a stuck sensor gives.
+    apart = np.zeros(n)
+    for begin in rng.integers(0, n - 40, 30):
+        apart[begin : begin + 30] = np.linspace(0.5, 15.0, 30)
     times = np.cumsum(rng.uniform(0, 600, n))
     times[rng.random(n) < 0.05] = np.nan
     echo_slot = np.where(rng.random(n) < 0.9, rng.integers(0, B, n), -1)
     echo_ref = np.where(rng.random(n) < 0.5, rng.integers(0, B, n), -1)
     args = dict(warmup=30, warmup_time=20_000.0, long_memory=100, slow_memory=slow_memory,
                 refractory=50, scale=5.0, alarm_margin=alarm_margin,
-                routine_count=routine_count, routine_horizon=60_000.0)
+                routine_count=routine_count, routine_horizon=60_000.0,
+                one_reading=one_reading, held_back=held_back)
     rows = {name: np.zeros((n_slots, *shape), dtype=dtype)
             for name, (shape, dtype) in calibration_rows(W, routine_count).items()}
     echo = np.zeros((n_slots, B), dtype=np.float32)
     out = np.zeros(n)
-    calibrate_many(slots, resets, valid, u, extra, times, echo_slot, echo_ref, echo,
+    calibrate_many(slots, resets, valid, u, extra, apart, times, echo_slot, echo_ref, echo,
                    *(rows[name] for name in CALIBRATION_ARGS), calibration_settings(**args),
                    out)
-    expected = _reference(slots, resets, valid, u, extra, times, echo_slot, echo_ref, n_slots,
-                          B, W, **args)
+    expected = _reference(slots, resets, valid, u, extra, apart, times, echo_slot, echo_ref,
+                          n_slots, B, W, **args)
     np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
     assert (out > DEFAULT_THRESHOLD).sum() >= 5  # the comparison covered alarms
     if routine_count:
         without = np.zeros(n)
         rows = {name: np.zeros((n_slots, *shape), dtype=dtype)
                 for name, (shape, dtype) in calibration_rows(W, 0).items()}
-        calibrate_many(slots, resets, valid, u, extra, times, echo_slot, echo_ref,
+        calibrate_many(slots, resets, valid, u, extra, apart, times, echo_slot, echo_ref,
                        np.zeros((n_slots, B), dtype=np.float32),
                        *(rows[name] for name in CALIBRATION_ARGS),
                        calibration_settings(**{**args, "routine_count": 0}), without)
@@ -330,7 +365,8 @@ def test_echoes_reach_back_into_the_time_warm_up():
             for name, (shape, dtype) in calibration_rows(W, 0).items()}
     out = np.zeros(2 * n)
     calibrate_many(slots, np.zeros(2 * n, dtype=np.bool_), np.ones(2 * n, dtype=np.bool_),
-                   u.ravel(), np.zeros(2 * n), STEP * steps.astype(np.float64), steps % season,
+                   u.ravel(), np.zeros(2 * n), np.zeros(2 * n), STEP * steps.astype(np.float64),
+                   steps % season,
                    np.where(steps >= season, (steps - season) % season, -1),
                    np.zeros((2, season), dtype=np.float32),
                    *(rows[name] for name in CALIBRATION_ARGS),

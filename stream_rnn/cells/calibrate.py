@@ -99,12 +99,18 @@ DEFAULT_ROUTINE_HORIZON = 14 * 86_400.0
 # ``routine_count`` alarms reaching it (a bounded record, however often a stream alarms).
 _ROUTINE_LEVELS = 20
 
+# One-reading surprises are recorded in bands of ``u`` this wide, up to this many bands: per
+# band the event count of the last surprise reaching it.
+_RECORD_BAND = 0.25
+_RECORD_LEVELS = 32
+
 # The long-run spread never drops below this (in units of ``u``): a stream whose surprise
 # has been constant (a flat line forecast perfectly) would otherwise turn the first tiny
 # wobble into infinite evidence.
 _MIN_SPREAD = 0.01
 
 _LN10 = math.log(10.0)
+_LN2_DECADES = math.log10(2.0)
 _HALF_LN_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
@@ -171,15 +177,15 @@ def calibration_rows(short_window: int, routine_count: int = DEFAULT_ROUTINE_COU
                      ) -> dict[str, tuple[tuple[int, ...], type]]:
     """Shapes and dtypes of one stream's calibration state, as keyed stores take them.
 
-    ``8 * (short_window + 8 + 20 * (2 * max(routine_count, 1) + 1))`` bytes per stream
+    ``8 * (short_window + 44 + 20 * (2 * max(routine_count, 1) + 1))`` bytes per stream
     (the echo ring of :func:`calibrate_many` is the caller's).
 
     Examples
     --------
     >>> sorted(calibration_rows(3))  # doctest: +NORMALIZE_WHITESPACE
-    ['cal_buf', 'cal_count', 'cal_mean', 'cal_mean_slow', 'cal_peak', 'cal_reported',
-     'cal_routine_at', 'cal_routine_n', 'cal_routine_t', 'cal_start', 'cal_var',
-     'cal_var_slow']
+    ['cal_buf', 'cal_count', 'cal_mean', 'cal_mean_one', 'cal_mean_slow', 'cal_peak',
+     'cal_record_at', 'cal_reported', 'cal_routine_at', 'cal_routine_n', 'cal_routine_t',
+     'cal_start', 'cal_var', 'cal_var_one', 'cal_var_slow']
     """
     return {
         "cal_buf": ((short_window,), np.float64),
@@ -187,10 +193,13 @@ def calibration_rows(short_window: int, routine_count: int = DEFAULT_ROUTINE_COU
         "cal_mean": ((), np.float64),
         "cal_var": ((), np.float64),
         "cal_mean_slow": ((), np.float64),
+        "cal_mean_one": ((), np.float64),
+        "cal_var_one": ((), np.float64),
+        "cal_record_at": ((_RECORD_LEVELS,), np.int64),
         "cal_var_slow": ((), np.float64),
         "cal_start": ((), np.float64),
-        "cal_peak": ((), np.float64),
-        "cal_reported": ((), np.float64),
+        "cal_peak": ((2,), np.float64),
+        "cal_reported": ((2,), np.float64),
         "cal_routine_t": ((_ROUTINE_LEVELS, max(int(routine_count), 1)), np.float64),
         "cal_routine_at": ((_ROUTINE_LEVELS, max(int(routine_count), 1)), np.int64),
         "cal_routine_n": ((_ROUTINE_LEVELS,), np.int64),
@@ -199,23 +208,26 @@ def calibration_rows(short_window: int, routine_count: int = DEFAULT_ROUTINE_COU
 
 #: Row names in the argument order of :func:`calibrate_many`.
 CALIBRATION_ARGS = ("cal_buf", "cal_count", "cal_mean", "cal_var", "cal_mean_slow",
-                    "cal_var_slow", "cal_start", "cal_peak", "cal_reported", "cal_routine_t",
-                    "cal_routine_at", "cal_routine_n")
+                    "cal_var_slow", "cal_mean_one", "cal_var_one", "cal_record_at", "cal_start",
+                    "cal_peak", "cal_reported", "cal_routine_t", "cal_routine_at",
+                    "cal_routine_n")
 
 # Positions in the settings array of :func:`calibrate_many`.
 (_WARMUP, _WARMUP_TIME, _LONG, _SLOW, _REFRACTORY, _SCALE, _MARGIN, _ROUTINE_COUNT,
- _ROUTINE_HORIZON) = range(9)
+ _ROUTINE_HORIZON, _ONE_READING, _HELD_BACK) = range(11)
 
 
 def calibration_settings(warmup: int, long_memory: int, refractory: int, scale: float,
                          slow_memory: int | None = None, warmup_time: float = 0.0,
                          alarm_margin: float = 0.0, routine_count: int = 0,
-                         routine_horizon: float = DEFAULT_ROUTINE_HORIZON) -> np.ndarray:
+                         routine_horizon: float = DEFAULT_ROUTINE_HORIZON,
+                         one_reading: bool = False, held_back: float = 0.0) -> np.ndarray:
     """The settings array :func:`calibrate_many` takes (``slow_memory`` None: unused;
     ``routine_count`` 0: no alarm is routine)."""
     return np.array([warmup, warmup_time, long_memory,
                      0 if slow_memory is None else slow_memory, refractory, scale,
-                     alarm_margin, routine_count, routine_horizon], dtype=np.float64)
+                     alarm_margin, routine_count, routine_horizon, float(one_reading),
+                     held_back], dtype=np.float64)
 
 
 @jit
@@ -240,6 +252,15 @@ def _routine_decades(routine_t, routine_at, routine_n, s, score, t, event, count
 
 
 @jit
+def _record_decades(record_at, s, u, event):
+    """Decades of empirical evidence for a surprise ``u`` at stream ``s``'s ``event``-th
+    event: none of the ``m`` events since the last one as surprising (by band) was, an
+    outcome of probability ``1 / (m + 1)`` among exchangeable surprises."""
+    band = min(int(u / _RECORD_BAND), _RECORD_LEVELS - 1)
+    return math.log10(event - record_at[s, band])
+
+
+@jit
 def _fold(mean, var, s, a, alpha):
     d = a - mean[s]
     mean[s] += alpha * d
@@ -252,9 +273,9 @@ def _tail_decades(a, mean, var):
 
 
 @jit
-def calibrate_many(slots, resets, valid, u, extra, times, echo_slot, echo_ref, echo, buf, count,
-                   mean, var, mean_slow, var_slow, start, peak, reported, routine_t, routine_at,
-                   routine_n, settings, out):
+def calibrate_many(slots, resets, valid, u, extra, apart, times, echo_slot, echo_ref, echo, buf,
+                   count, mean, var, mean_slow, var_slow, mean_one, var_one, record_at, start,
+                   peak, reported, routine_t, routine_at, routine_n, settings, out):
     """Scores for a batch of surprises ``u`` of streams ``slots``, in arrival order.
 
     State, one row per stream, updated in place: ``buf`` ``(S, W)`` the last ``W``
@@ -291,6 +312,8 @@ def calibrate_many(slots, resets, valid, u, extra, times, echo_slot, echo_ref, e
     margin = settings[_MARGIN]
     routine_count = int(settings[_ROUTINE_COUNT])
     routine_horizon = settings[_ROUTINE_HORIZON]
+    one_reading = settings[_ONE_READING] > 0.0
+    held_back = settings[_HELD_BACK]
     for i in range(slots.shape[0]):
         s = slots[i]
         if resets[i]:
@@ -300,6 +323,9 @@ def calibrate_many(slots, resets, valid, u, extra, times, echo_slot, echo_ref, e
             var[s] = 0.0
             mean_slow[s] = 0.0
             var_slow[s] = 0.0
+            mean_one[s] = 0.0
+            var_one[s] = 0.0
+            record_at[s] = 0
             start[s] = math.nan
             peak[s] = 0.0
             reported[s] = 0.0
@@ -325,27 +351,47 @@ def calibrate_many(slots, resets, valid, u, extra, times, echo_slot, echo_ref, e
         # event count holds it back then.
         young = warmup_time > 0.0 and not math.isnan(t) and t - start[s] < warmup_time
         x = 0.0
+        x_own = 0.0
         if n > warmup:
-            x = _tail_decades(a, mean[s], var[s])
+            x_own = _tail_decades(a, mean[s], var[s])
             if slow_memory > 0:
-                x = min(x, _tail_decades(a, mean_slow[s], var_slow[s]))
-            x = max(x, extra[i])
+                x_own = min(x_own, _tail_decades(a, mean_slow[s], var_slow[s]))
+            if one_reading:
+                # A second test of the same surprise: its tail probability is doubled.
+                x_one = min(_tail_decades(u[i], mean_one[s], var_one[s]),
+                            _record_decades(record_at, s, u[i], n))
+                x_own = max(x_own, x_one - _LN2_DECADES)
+            x_own = max(x_own, extra[i])
+            x = max(x_own, apart[i])
         if n > warmup and not young:
-            evidence = x
-            if echo_ref[i] >= 0 and echo[s, echo_ref[i]] >= x:
-                evidence = 0.0
+            explained = echo_ref[i] >= 0 and echo[s, echo_ref[i]] >= x
+            evidence = 0.0 if explained else x
             score = evidence / (evidence + scale)
             if refractory > 0:
-                if score > peak[s] and score > reported[s] + margin:
+                # Evidence ``apart`` keeps its own refractory record: an alarm of one kind
+                # does not silence the other.
+                kind = 0 if x_own >= apart[i] else 1
+                if score > peak[s, kind] and score > reported[s, kind] + margin:
                     out[i] = score
-                    if routine_count > 0 and not math.isnan(t):
+                    # The routine record is the surprise's: runs of the ``apart`` evidence
+                    # report once each already.
+                    if routine_count > 0 and kind == 0 and not math.isnan(t):
                         rate = _routine_decades(routine_t, routine_at, routine_n, s, score, t,
                                                 n, routine_count, routine_horizon)
                         if rate < evidence:
                             out[i] = rate / (rate + scale)
-                    reported[s] = score
-                peak[s] = max(peak[s] - 1.0 / refractory, score)
-                reported[s] = max(reported[s] - 1.0 / refractory, 0.0)
+                    reported[s, kind] = score
+                else:
+                    out[i] = held_back * score
+                for k in range(2):
+                    e = 0.0 if explained else (x_own if k == 0 else apart[i])
+                    peak[s, k] = max(peak[s, k] - 1.0 / refractory, e / (e + scale))
+                reported[s, 0] = max(reported[s, 0] - 1.0 / refractory, 0.0)
+                # An episode of ``apart`` evidence (a stuck run) is reported as it grows
+                # by the margin, never again at the same strength however long it lasts;
+                # the next episode starts afresh.
+                if not apart[i] > 0.0:
+                    reported[s, 1] = 0.0
             else:
                 out[i] = score
         if echo_slot[i] >= 0:
@@ -354,6 +400,10 @@ def calibrate_many(slots, resets, valid, u, extra, times, echo_slot, echo_ref, e
         _fold(mean, var, s, a, max(1.0 / n, 1.0 / long_memory))
         if slow_memory > 0:
             _fold(mean_slow, var_slow, s, a, max(1.0 / n, 1.0 / slow_memory))
+        if one_reading:
+            _fold(mean_one, var_one, s, u[i], max(1.0 / n, 1.0 / long_memory))
+            for level in range(min(int(u[i] / _RECORD_BAND), _RECORD_LEVELS - 1) + 1):
+                record_at[s, level] = n
         count[s] = n
 
 
@@ -449,7 +499,8 @@ class SurpriseCalibrator:
         """Score of ``surprise`` at time ``t`` (seconds) against the past, then fold it in."""
         self._time[0] = math.nan if t is None else float(t)
         calibrate_many(self._slot, self._reset, self._valid,
-                       np.array([surprise], dtype=np.float64), self._no_extra, self._time,
+                       np.array([surprise], dtype=np.float64), self._no_extra, self._no_extra,
+                       self._time,
                        self._no_echo, self._no_echo, self._echo,
                        *(self._state[name] for name in CALIBRATION_ARGS), self._settings,
                        self._out)
