@@ -46,6 +46,44 @@ COMMON_PARAMS = (
 )
 
 
+
+#: What a network's checkpoint holds: weights, optimizer moments, counters, the dropout
+#: stream and the last loss and gradient norm.
+NETWORK_ARRAYS = ("theta", "opt", "counters", "rng", "stats")
+
+
+def network_arrays(net: Network, prefix: str) -> dict[str, np.ndarray]:
+    """``net``'s state as ``{prefix/name: array}``."""
+    return {f"{prefix}/{name}": getattr(net, name) for name in NETWORK_ARRAYS}
+
+
+def load_network(net: Network, arrays: dict[str, np.ndarray], prefix: str) -> None:
+    """Copy :func:`network_arrays` back into ``net``, refusing arrays of another shape."""
+    for name in NETWORK_ARRAYS:
+        target = getattr(net, name)
+        source = arrays[f"{prefix}/{name}"]
+        if source.shape != target.shape:
+            raise ValueError(f"{prefix}/{name} has shape {source.shape}, "
+                             f"expected {target.shape}")
+        target[...] = source
+
+
+def store_arrays(store: KeyedState, meta: dict[str, Any]) -> dict[str, np.ndarray]:
+    """``store``'s rows as ``{store/name: array}``; its keys and evictions go in ``meta``."""
+    keys, rows = store.export()
+    meta["keys"] = keys
+    meta["evictions"] = store.evictions
+    return {f"store/{name}": value for name, value in rows.items()}
+
+
+def load_store(store: KeyedState, meta: dict[str, Any], arrays: dict[str, np.ndarray]
+               ) -> None:
+    """Load what :func:`store_arrays` exported into ``store``."""
+    rows = {key[6:]: value for key, value in arrays.items() if key.startswith("store/")}
+    store.load(list(meta["keys"]), rows)
+    store.evictions = int(meta["evictions"])
+
+
 class RNNBase:
     """Mixin holding the shared machinery; concrete estimators also derive from River bases.
 
@@ -325,13 +363,8 @@ class RNNBase:
                 meta["attrs"][name] = value
         if self._net is not None:
             meta["features"] = [[name, slot] for name, slot in self._features.items()]
-            for name in ("theta", "opt", "counters", "rng", "stats"):
-                arrays[f"net/{name}"] = getattr(self._net, name)
-            keys, rows = self._store.export()
-            meta["keys"] = keys
-            meta["evictions"] = self._store.evictions
-            for name, rows_array in rows.items():
-                arrays[f"store/{name}"] = rows_array
+            arrays.update(network_arrays(self._net, "net"))
+            arrays.update(store_arrays(self._store, meta))
         return meta, arrays
 
     @classmethod
@@ -349,16 +382,8 @@ class RNNBase:
             features = {name: int(slot) for name, slot in meta["features"]}
             model._build(sorted(features, key=features.__getitem__))
             model._features = features
-            for name in ("theta", "opt", "counters", "rng", "stats"):
-                target = getattr(model._net, name)
-                source = arrays[f"net/{name}"]
-                if source.shape != target.shape:
-                    raise ValueError(f"net/{name} has shape {source.shape}, "
-                                     f"expected {target.shape}")
-                target[...] = source
-            rows = {key[6:]: value for key, value in arrays.items() if key.startswith("store/")}
-            model._store.load(list(meta["keys"]), rows)
-            model._store.evictions = int(meta["evictions"])
+            load_network(model._net, arrays, "net")
+            load_store(model._store, meta, arrays)
             model._make_buffers()
         return model
 

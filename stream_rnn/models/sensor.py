@@ -32,7 +32,13 @@ from stream_rnn.cells.context import (
 from stream_rnn.cells.network import Network
 from stream_rnn.cells.scaling import _fold_in, location_scale, scale_row
 from stream_rnn.cells.stuck import STUCK_ARGS, stuck_evidence, stuck_rows, stuck_settings
-from stream_rnn.models.base import RNNBase
+from stream_rnn.models.base import (
+    RNNBase,
+    load_network,
+    load_store,
+    network_arrays,
+    store_arrays,
+)
 from stream_rnn.state.store import KeyedState
 
 __all__ = ["SensorAnomalyDetector"]
@@ -809,8 +815,6 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
 
     # ------------------------------------------------------------- state export
 
-    _NET_ARRAYS = ("theta", "opt", "counters", "rng", "stats")
-
     def export_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """Everything needed to resume this detector: JSON-able metadata and plain arrays.
 
@@ -825,12 +829,8 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
         if self._net is not None:
             meta["features"] = [[name, slot] for name, slot in self._features.items()]
             for j, net in enumerate(self._nets):
-                for name in self._NET_ARRAYS:
-                    arrays[f"net{j}/{name}"] = getattr(net, name)
-            keys, rows = self._store.export()
-            meta["keys"] = keys
-            meta["evictions"] = self._store.evictions
-            arrays.update({f"store/{name}": value for name, value in rows.items()})
+                arrays.update(network_arrays(net, f"net{j}"))
+            arrays.update(store_arrays(self._store, meta))
         return meta, arrays
 
     @classmethod
@@ -846,15 +846,7 @@ class SensorAnomalyDetector(RNNBase, base.AnomalyDetector):
         model._build(sorted(features, key=features.__getitem__))
         model._features = features
         for j, net in enumerate(model._nets):
-            for name in cls._NET_ARRAYS:
-                target = getattr(net, name)
-                source = arrays[f"net{j}/{name}"]
-                if source.shape != target.shape:
-                    raise ValueError(f"net{j}/{name} has shape {source.shape}, "
-                                     f"expected {target.shape}")
-                target[...] = source
-        rows = {key[6:]: value for key, value in arrays.items() if key.startswith("store/")}
-        model._store.load(list(meta["keys"]), rows)
-        model._store.evictions = int(meta["evictions"])
+            load_network(net, arrays, f"net{j}")
+        load_store(model._store, meta, arrays)
         model._make_buffers()
         return model
