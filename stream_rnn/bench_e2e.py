@@ -1248,6 +1248,61 @@ def format_scale_out(report: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- report
 
 
+#: What :func:`median_summary` takes the median of, by name: a report's path to it.
+REPEATED = {
+    "floor_events_per_s": ("floor", "events_per_s"),
+    "serve_events_per_s": ("serve", "events_per_s"),
+    "serve_to_floor": ("serve", "to_floor"),
+    "latency_p50_ms": ("latency", "p50_ms"),
+    "latency_p95_ms": ("latency", "p95_ms"),
+    "latency_p99_ms": ("latency", "p99_ms"),
+    "latency_acked_p99_ms": ("latency", "to_ack", "p99_ms"),
+}
+
+
+def median_summary(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The median, low and high of each :data:`REPEATED` number over whole runs, and the
+    targets judged on the medians (a run's floor and serve come from the same run, so each
+    run's ratio is taken before the median)."""
+    numbers: dict[str, dict[str, Any]] = {}
+    for name, path in REPEATED.items():
+        values = []
+        for report in reports:
+            value: Any = report
+            for part in path:
+                value = value[part]
+            values.append(float(value))
+        ordered = sorted(values)
+        mid = len(ordered) // 2
+        median = (ordered[mid] if len(ordered) % 2
+                  else (ordered[mid - 1] + ordered[mid]) / 2.0)
+        numbers[name] = {"median": median, "low": ordered[0], "high": ordered[-1],
+                         "runs": values}
+    targets = {}
+    for name, goal in (*TARGETS.items(), ("latency_acked_p99_ms",
+                                          TARGETS["latency_p99_ms"])):
+        value = numbers[name]["median"]
+        met = value <= goal if name.endswith("_ms") else value >= goal
+        targets[name] = {"target": goal, "median": value, "met": met}
+    return {"runs": len(reports), "numbers": numbers, "targets": targets}
+
+
+def format_median_summary(client: str, summary: dict[str, Any]) -> str:
+    lines = [f"median of {summary['runs']} runs, Kafka client {client} (low - high):"]
+    for name, n in summary["numbers"].items():
+        if name == "serve_to_floor":
+            text = f"{n['median']:.1%} ({n['low']:.1%} - {n['high']:.1%})"
+        elif name.endswith("_ms"):
+            text = f"{n['median']:.1f} ms ({n['low']:.1f} - {n['high']:.1f})"
+        else:
+            text = f"{n['median']:,.0f} ({n['low']:,.0f} - {n['high']:,.0f})"
+        lines.append(f"  {name:<22}{text}")
+    lines.append("targets on the medians:")
+    for name, goal in summary["targets"].items():
+        lines.append(f"  {name:<22}{'met' if goal['met'] else 'NOT met'}")
+    return "\n".join(lines) + "\n"
+
+
 def format_report(report: dict[str, Any]) -> str:
     """The printed table."""
     c = report["config"]

@@ -87,6 +87,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--client", choices=(*KAFKA_CLIENTS, "both"), default=d.client,
                    help=f"Kafka client stack measured, as [kafka] client of serve (default "
                         f"{d.client}); both: one run per stack, reported one after the other")
+    p.add_argument("--repeat", type=_positive_int, default=1, metavar="N",
+                   help="run the whole measurement N times per stack and print the median, "
+                        "low and high of the headline numbers, with the targets judged on "
+                        "the medians (default 1)")
     p.add_argument("--scale-out", type=_instance_counts, default=None, metavar="N[,N...]",
                    help="measure only scale-out instead: for each N, N serve processes in "
                         "one consumer group sharing a checkpoint directory, the group's "
@@ -99,8 +103,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from stream_rnn.bench_e2e import (
         BrokerUnavailable,
+        format_median_summary,
         format_report,
         format_scale_out,
+        median_summary,
         run_bench_e2e,
         run_scale_out,
     )
@@ -123,13 +129,21 @@ def run(args: argparse.Namespace) -> int:
             # Progress goes to stderr so stdout carries only the report.
             if args.scale_out is not None:
                 reports[client] = run_scale_out(config, args.scale_out, progress=sys.stderr)
+                formatted = format_scale_out(reports[client])
             else:
-                reports[client] = run_bench_e2e(config, progress=sys.stderr)
+                runs = []
+                for _ in range(args.repeat):
+                    runs.append(run_bench_e2e(config, progress=sys.stderr))
+                formatted = "\n".join(map(format_report, runs))
+                if args.repeat == 1:
+                    reports[client] = runs[0]
+                else:
+                    summary = median_summary(runs)
+                    reports[client] = {"runs": runs, "median": summary}
+                    formatted += "\n" + format_median_summary(client, summary)
         except BrokerUnavailable as exc:
             print(f"stream-rnn bench-e2e: {exc}", file=sys.stderr)
             return 2
-        formatted = (format_scale_out if args.scale_out is not None else format_report)(
-            reports[client])
         sys.stdout.write(("\n" if len(reports) > 1 else "") + formatted)
     if args.json is not None:
         # One stack: its report; both: {client: report}.
