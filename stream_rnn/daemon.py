@@ -169,6 +169,12 @@ class Runner:
         self._failures_in_row = 0
         # Partitions paused after going back to their checkpoint, until the backoff ends.
         self._rewound: set[Partition] = set()
+        # Dead letters of bad labels sent since the last successful flush, and whether one
+        # failed: then the labels partitions pause until they are written. (Labels have no
+        # checkpoint to go back to: the letters themselves are kept.)
+        self._label_letters: list[tuple[str, bytes | None, bytes, tuple]] = []
+        self._labels_held = False
+        self._labels_owned: set[Partition] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -391,8 +397,10 @@ class Runner:
             try:
                 event_id, label = parse_label(record.value, max_bytes=cfg.events.max_bytes)
             except InvalidEvent as exc:
-                self.sink.send(cfg.kafka.dlq_topic, record.key, record.value or b"",
-                               dead_letter_headers(exc, record.src))
+                item = (cfg.kafka.dlq_topic, record.key, record.value or b"",
+                        tuple(dead_letter_headers(exc, record.src)))
+                self._label_letters.append(item)
+                self.sink.send(*item)
                 self.metrics.events_dead_lettered.labels(exc.reason).inc()
                 continue
             owner = self._event_owner.get(event_id)
@@ -418,11 +426,15 @@ class Runner:
 
     def _retry_dead_letters(self) -> None:
         held = [t for t in self.tasks.values() if t.held]
-        if not held or time.monotonic() < self._backoff:
+        labels_held = self._labels_held
+        if not (held or labels_held) or time.monotonic() < self._backoff:
             return
         for task in held:
             for item in task.undelivered:
                 self.sink.send(*item)
+        letters = list(self._label_letters) if labels_held else []
+        for item in letters:
+            self.sink.send(*item)
         try:
             self._flush()
         except SinkError as exc:
@@ -431,7 +443,15 @@ class Runner:
         for task in held:
             task.undelivered.clear()
             task.held = False
-        self.source.resume([t.partition for t in held])
+        resumed = [t.partition for t in held]
+        if labels_held:
+            self._label_letters.clear()
+            self._labels_held = False
+            resumed += self._labels_partitions()
+        self.source.resume(resumed)
+
+    def _labels_partitions(self) -> list[Partition]:
+        return sorted(self._labels_owned)
 
     # ------------------------------------------------------------------ delivery
 
@@ -453,6 +473,8 @@ class Runner:
         for task in self.tasks.values():
             if not task.held:  # its failed dead letters are not among the acknowledged
                 task.undelivered.clear()
+        if not self._labels_held:
+            self._label_letters.clear()
 
     def _on_sink_failure(self, exc: SinkError) -> None:
         """Writes failed: commit nothing past them, and wait a backoff before trying again.
@@ -467,6 +489,11 @@ class Runner:
         delay = min(self.config.limits.max_backoff_seconds,
                     0.5 * 2.0 ** min(self._failures_in_row - 1, 16))
         self._backoff = time.monotonic() + delay
+        if self._label_letters and not self._labels_held:
+            # Whichever write failed, these may be among the lost: keep them, and read no
+            # further labels (whose letters could pile up behind them) until they are in.
+            self._labels_held = True
+            self.source.pause(self._labels_partitions())
         dlq = self.config.kafka.dlq_topic
         if exc.failed_topics and exc.failed_topics <= {dlq} and not exc.unacknowledged:
             held = [t for t in self.tasks.values() if t.undelivered and not t.held]
@@ -623,6 +650,9 @@ class Runner:
             if kind == "assigned":
                 for partition in request.partitions:
                     if partition.topic == self.config.kafka.labels_topic:
+                        self._labels_owned.add(partition)
+                        if self._labels_held:
+                            self.source.pause([partition])
                         continue
                     if partition in self.tasks:
                         continue
@@ -630,6 +660,7 @@ class Runner:
                     self.tasks[partition] = task
                     self.source.seek(partition, task.next_offset)
             elif kind == "revoked":
+                self._labels_owned.difference_update(request.partitions)
                 owned = [self.tasks[p] for p in request.partitions if p in self.tasks]
                 failure = None
                 try:
@@ -647,6 +678,7 @@ class Runner:
                     # The partitions kept may have lost outputs too.
                     self._on_sink_failure(failure)
             elif kind == "lost":
+                self._labels_owned.difference_update(request.partitions)
                 for partition in request.partitions:
                     self._rewound.discard(partition)
                     if self.tasks.pop(partition, None) is not None:

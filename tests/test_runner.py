@@ -589,3 +589,34 @@ def test_a_dead_letter_failure_holds_its_partition_while_the_others_checkpoint(t
     assert p0 not in source.paused
     assert [v for _, v, _ in sink.records["dead-letters"]] == [b"garbage"]
     assert source.committed[p0] == 31
+
+
+def test_a_failed_dead_letter_of_a_bad_label_is_kept_and_written_later(tmp_path):
+    source = MemorySource()
+    labels = Partition("labels", 0)
+    for t in range(10):
+        source.append(TOPIC, 0, b"s1", _event(t, "s1", float(t)))
+    source.append("labels", 0, None, b"not a label")
+    source.append("labels", 0, None, b'{"id": "e1"}')  # no label: a second bad one
+    source.assign_all()
+    sink = MemorySink()
+    sink.fail_topics = {"dead-letters"}
+    runner, _ = _runner(_config(tmp_path, **{"kafka.labels_topic": "labels"}), source, sink)
+    runner.step()
+    # Both letters failed: the labels partition waits, the events partition does not.
+    assert labels in source.paused and Partition(TOPIC, 0) not in source.paused
+    source.append("labels", 0, None, b"[]")
+    source.append(TOPIC, 0, b"s1", _event(10, "s1", 10.0))
+    for _ in range(3):
+        runner.step()
+    assert source.positions[labels] == 2  # nothing read past the kept letters
+    assert source.positions[Partition(TOPIC, 0)] == 11
+    assert "dead-letters" not in sink.records
+    sink.fail_topics = set()
+    runner._backoff = 0.0
+    runner.run(max_idle_polls=3)
+    assert labels not in source.paused
+    letters = [(v, dict(h)["dlq.reason"]) for _, v, h in sink.records["dead-letters"]]
+    assert letters == [(b"not a label", b"not_json"), (b'{"id": "e1"}', b"missing_field"),
+                       (b"[]", b"not_object")]
+    assert len(_outputs(sink)) == 11
