@@ -229,3 +229,16 @@ def test_repeat_writes_every_run_and_the_medians(kafka_broker, tmp_path, capsys)
     assert report["median"]["numbers"]["serve_events_per_s"]["median"] == pytest.approx(
         sum(serve) / 2)
     assert "median of 2 runs, Kafka client kafka-python" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--scale-out", "1,1"], "instance counts repeat"),
+    (["--scale-out", "0,2"], "must be >= 1"),
+    (["--scale-out", "two"], "not an integer"),
+    (["--repeat", "0"], "must be >= 1"),
+])
+def test_bad_repeat_and_scale_out_counts_are_refused(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench-e2e", *args])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
